@@ -1,0 +1,133 @@
+import { z } from 'zod';
+import {
+  API_VERSION,
+  Conditions,
+  DnsSubdomain,
+  ObjectMeta,
+  RenewBefore,
+  TierReference,
+  TokenLifetime,
+} from './common.ts';
+
+/** The identity tokens are issued for. */
+export const ClientSubject = z.object({
+  /** The user name, exactly as the identity provider reports it; it names the per-user ServiceAccount. */
+  user: z.string().min(1).max(1024),
+  /** The user's groups, trusted as declared: namespace RBAC decides who may create clients. */
+  groups: z.array(z.string().min(1).max(256)).max(256).default([]).meta({ 'x-kubernetes-list-type': 'set' }),
+});
+export type ClientSubject = z.infer<typeof ClientSubject>;
+
+/** What the client asks of its tokens, within the tier's policy. */
+export const ClientTokenRequest = z
+  .object({
+    /** A subset of the tier's audiences; empty means all of them. */
+    audiences: z.array(z.string().min(1).max(253)).max(16).optional().meta({ 'x-kubernetes-list-type': 'set' }),
+    /** Requested lifetime; capped by the tier's and the tenant's maximum. */
+    expiration: TokenLifetime.optional(),
+    /** When to renew; defaults to the tier's renewBefore. */
+    renewBefore: RenewBefore.optional(),
+  })
+  .meta({
+    'x-kubernetes-validations': [
+      {
+        rule:
+          "!has(self.expiration) || !has(self.renewBefore) || self.renewBefore.endsWith('%') || duration(self.renewBefore) < duration(self.expiration)",
+        message: 'renewBefore must be shorter than expiration',
+        fieldPath: '.renewBefore',
+      },
+    ],
+  });
+export type ClientTokenRequest = z.infer<typeof ClientTokenRequest>;
+
+/** Extra labels and annotations for the client's Secret. */
+export const SecretTemplate = z.object({
+  /** Labels added to the Secret. */
+  labels: z.record(z.string(), z.string()).optional(),
+  /** Annotations added to the Secret. */
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+export type SecretTemplate = z.infer<typeof SecretTemplate>;
+
+/** Give this subject a token, keep it fresh, revoke it on demand. */
+export const ServiceAccountClientSpec = z.object({
+  /** The identity the token is issued for. */
+  subject: ClientSubject,
+  /** Ask for a tier; refused with a condition unless the subject qualifies for it. */
+  tierRef: TierReference.optional(),
+  /** What the client asks of its tokens. */
+  token: ClientTokenRequest.optional(),
+  /** Name of the Secret holding the token, in the client's namespace. Defaults to "<name>-token". */
+  secretName: DnsSubdomain.optional(),
+  /** Labels and annotations for the Secret. */
+  secretTemplate: SecretTemplate.optional(),
+  /** True revokes every token of this client and empties its Secret; false again issues a new token. */
+  suspended: z.boolean().default(false),
+  /** Raise it to revoke every token issued so far for this client and get a fresh one. It never decreases. */
+  revocationEpoch: z
+    .number()
+    .int()
+    .min(0)
+    .max(2_147_483_647)
+    .default(0)
+    .meta({ 'x-kubernetes-validations': [{ rule: 'self >= oldSelf', message: 'revocationEpoch may only increase' }] }),
+});
+export type ServiceAccountClientSpec = z.infer<typeof ServiceAccountClientSpec>;
+
+/** The ServiceAccount tokens of this client are minted for. */
+export const ServiceAccountReference = z.object({
+  /** Namespace of the ServiceAccount: the tier namespace. */
+  namespace: z.string(),
+  /** Name of the ServiceAccount. */
+  name: z.string(),
+  /** UID of the ServiceAccount the current tokens belong to. */
+  uid: z.string().optional(),
+});
+export type ServiceAccountReference = z.infer<typeof ServiceAccountReference>;
+
+/** A token of this client that is still valid. */
+export const IssuedToken = z.object({
+  /** Identifier of the token: the name of the anchor Secret it is bound to. */
+  id: z.string(),
+  /** When the token was minted. */
+  issuedAt: z.string(),
+  /** When the token expires. */
+  expiresAt: z.string(),
+  /** When the token is due for renewal. */
+  renewAt: z.string(),
+});
+export type IssuedToken = z.infer<typeof IssuedToken>;
+
+/** The observed state of a ServiceAccountClient. */
+export const ServiceAccountClientStatus = z.object({
+  /** The tier the client resolved to. */
+  tier: z.string().optional(),
+  /** Why that tier: TenantBinding/<name>, Tier/<name> (groups), Default or Requested. */
+  tierReason: z.string().optional(),
+  /** The per-user ServiceAccount the tokens are minted for. */
+  serviceAccount: ServiceAccountReference.optional(),
+  /** The Secret that holds the current token. */
+  secretName: z.string().optional(),
+  /** Tokens of this client still valid, newest first: two at most, during a grace period. */
+  tokens: z.array(IssuedToken).max(8).optional(),
+  /** When the newest token expires. */
+  expiresAt: z.string().optional(),
+  /** When the newest token is due for renewal. */
+  renewAt: z.string().optional(),
+  /** The revocation epoch whose revocation has been carried out. */
+  revocationEpoch: z.number().int().min(0).optional(),
+  /** The metadata.generation this status describes. */
+  observedGeneration: z.number().int().min(0).optional(),
+  /** Ready (a valid token is in the Secret), TierResolved and Suspended. */
+  conditions: Conditions.optional(),
+});
+export type ServiceAccountClientStatus = z.infer<typeof ServiceAccountClientStatus>;
+
+export const ServiceAccountClient = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('ServiceAccountClient'),
+  metadata: ObjectMeta,
+  spec: ServiceAccountClientSpec,
+  status: ServiceAccountClientStatus.optional(),
+});
+export type ServiceAccountClient = z.infer<typeof ServiceAccountClient>;
