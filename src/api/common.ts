@@ -31,7 +31,7 @@ export const TokenLifetime = Duration.meta({
 
 /**
  * How long before expiry a token is renewed: a duration ("1h") or a percentage of the token's
- * lifetime ("33%"), below 100%.
+ * lifetime ("33%"), from 1% to 99%.
  */
 export const RenewBefore = z
   .string()
@@ -42,6 +42,11 @@ export const RenewBefore = z
       {
         rule: "!self.endsWith('%') || int(self.substring(0, self.size() - 1)) < 100",
         message: 'a percentage must be below 100%',
+      },
+      {
+        // 0% would renew at expiry, leaving an expired token in the Secret; durations refuse 0s too.
+        rule: "!self.endsWith('%') || int(self.substring(0, self.size() - 1)) > 0",
+        message: 'a percentage must be above 0%',
       },
       {
         rule: "self.endsWith('%') || duration(self) > duration('0s')",
@@ -102,7 +107,18 @@ export const ObjectMeta = z
     labels: z.record(z.string(), z.string()).optional(),
     annotations: z.record(z.string(), z.string()).optional(),
     finalizers: z.array(z.string()).optional(),
-    ownerReferences: z.array(z.object({}).loose()).optional(),
+    ownerReferences: z
+      .array(
+        z.object({
+          apiVersion: z.string(),
+          kind: z.string(),
+          name: z.string(),
+          uid: z.string(),
+          controller: z.boolean().optional(),
+          blockOwnerDeletion: z.boolean().optional(),
+        }),
+      )
+      .optional(),
   })
   .loose();
 export type ObjectMeta = z.infer<typeof ObjectMeta>;

@@ -1,0 +1,190 @@
+import type { IssuedToken } from '../api/index.ts';
+import type { TokenClaims } from './token-claims.ts';
+
+/**
+ * "Does this client need a new token, and why?" as a list of named checks, in the manner of
+ * cert-manager's issuing policies. The first check that fires gives the reason that ends up in the
+ * Ready condition and the Event.
+ */
+
+export interface DesiredToken {
+  serviceAccountNamespace: string;
+  serviceAccountName: string;
+  serviceAccountUid: string;
+  /** Audiences to request; empty means the API server's defaults. */
+  audiences: readonly string[];
+  expirationSeconds: number;
+  revocationEpoch: number;
+}
+
+/** What the client's Secret says about the token it holds. */
+export interface SecretView {
+  /** The claims of the token in the Secret; 'unreadable' when it is not a ServiceAccount JWT. */
+  claims: TokenClaims | 'unreadable' | undefined;
+  /** Annotations recorded when the token was written: the request it answered. */
+  requestedAudiences?: string | undefined;
+  requestedExpirationSeconds?: string | undefined;
+}
+
+export interface TokenInspection {
+  now: number;
+  desired: DesiredToken;
+  /** The newest token in status, if any. */
+  newest: IssuedToken | undefined;
+  /** status.revocationEpoch: the epoch already carried out. */
+  revokedEpoch: number;
+  /** undefined when the Secret does not exist. */
+  secret: SecretView | undefined;
+  /** Whether the anchor Secret of the newest token exists. */
+  newestAnchorExists: boolean;
+}
+
+export type ReissueReason =
+  | 'NotIssued'
+  | 'SecretMissing'
+  | 'TokenMissing'
+  | 'TokenUnreadable'
+  | 'TokenMismatch'
+  | 'AnchorMissing'
+  | 'ServiceAccountChanged'
+  | 'RevocationRequested'
+  | 'AudiencesChanged'
+  | 'ExpirationChanged'
+  | 'Expired'
+  | 'RenewalDue';
+
+export interface ReissueDecision {
+  reason: ReissueReason;
+  message: string;
+  /**
+   * Whether the client's earlier tokens must stop working now rather than after the grace period:
+   * a revocation, or a token of another ServiceAccount (a tier move or a deleted ServiceAccount).
+   */
+  revokeEarlierTokens: boolean;
+  /** Whether the new token repairs something that was changed behind the operator's back. */
+  repair: boolean;
+}
+
+type Check = (input: TokenInspection) => Omit<ReissueDecision, 'reason'> | undefined;
+
+const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && [...a].sort().every((value, i) => value === [...b].sort()[i]);
+
+const CHECKS: [ReissueReason, Check][] = [
+  ['NotIssued', ({ newest }) => (newest ? undefined : { message: 'no token issued yet', revokeEarlierTokens: false, repair: false })],
+  [
+    'RevocationRequested',
+    ({ desired, revokedEpoch }) =>
+      desired.revocationEpoch > revokedEpoch
+        ? { message: `revocationEpoch raised to ${desired.revocationEpoch}`, revokeEarlierTokens: true, repair: false }
+        : undefined,
+  ],
+  [
+    'ServiceAccountChanged',
+    ({ desired, secret }) => {
+      const claims = secret?.claims;
+      if (claims === undefined || claims === 'unreadable') return undefined;
+      if (claims.namespace !== desired.serviceAccountNamespace || claims.serviceAccountName !== desired.serviceAccountName) {
+        return {
+          message: `token belongs to ServiceAccount ${claims.namespace}/${claims.serviceAccountName}, the client now uses ${desired.serviceAccountNamespace}/${desired.serviceAccountName}`,
+          revokeEarlierTokens: true,
+          repair: false,
+        };
+      }
+      return claims.serviceAccountUid === desired.serviceAccountUid
+        ? undefined
+        : { message: `ServiceAccount ${desired.serviceAccountName} was recreated`, revokeEarlierTokens: true, repair: true };
+    },
+  ],
+  ['SecretMissing', ({ secret }) => (secret ? undefined : { message: 'the Secret is missing', revokeEarlierTokens: false, repair: true })],
+  ['TokenMissing', ({ secret }) => (secret?.claims === undefined ? { message: 'the Secret holds no token', revokeEarlierTokens: false, repair: true } : undefined)],
+  [
+    'TokenUnreadable',
+    ({ secret }) => (secret?.claims === 'unreadable' ? { message: 'the Secret holds something that is not a ServiceAccount token', revokeEarlierTokens: false, repair: true } : undefined),
+  ],
+  [
+    'TokenMismatch',
+    ({ secret, newest }) => {
+      const claims = secret?.claims;
+      if (claims === undefined || claims === 'unreadable' || newest === undefined) return undefined;
+      return claims.boundSecretName === newest.id
+        ? undefined
+        : { message: 'the Secret holds a token other than the one issued', revokeEarlierTokens: false, repair: true };
+    },
+  ],
+  [
+    'AnchorMissing',
+    ({ newestAnchorExists }) =>
+      newestAnchorExists ? undefined : { message: "the current token's anchor was deleted, which revoked it", revokeEarlierTokens: false, repair: true },
+  ],
+  [
+    'AudiencesChanged',
+    ({ desired, secret }) => {
+      const claims = secret?.claims;
+      if (claims === undefined || claims === 'unreadable') return undefined;
+      const changed =
+        desired.audiences.length > 0
+          ? !sameSet(claims.audiences, desired.audiences)
+          : (secret?.requestedAudiences ?? '') !== '';
+      return changed ? { message: `audiences changed to [${desired.audiences.join(', ')}]`, revokeEarlierTokens: false, repair: false } : undefined;
+    },
+  ],
+  [
+    'ExpirationChanged',
+    // Compared with what was requested, not what was granted: the API server may shorten a token.
+    ({ desired, secret }) =>
+      secret?.requestedExpirationSeconds !== undefined && secret.requestedExpirationSeconds !== String(desired.expirationSeconds)
+        ? { message: `token lifetime changed to ${desired.expirationSeconds}s`, revokeEarlierTokens: false, repair: false }
+        : undefined,
+  ],
+  [
+    'Expired',
+    ({ now, newest }) => (newest && now >= Date.parse(newest.expiresAt) ? { message: 'the token expired', revokeEarlierTokens: false, repair: false } : undefined),
+  ],
+  [
+    'RenewalDue',
+    ({ now, newest }) =>
+      newest && now >= Date.parse(newest.renewAt) ? { message: `renewal was due at ${newest.renewAt}`, revokeEarlierTokens: false, repair: false } : undefined,
+  ],
+];
+
+/** The first reason to issue a new token, or undefined when the current one is good. */
+export function needsNewToken(input: TokenInspection): ReissueDecision | undefined {
+  for (const [reason, check] of CHECKS) {
+    const result = check(input);
+    if (result) return { reason, ...result };
+  }
+  return undefined;
+}
+
+export interface RetentionPlan {
+  /** Tokens to keep in status, newest first. */
+  keep: IssuedToken[];
+  /** Token ids whose anchors are to be deleted now. */
+  revoke: string[];
+  /** When the next kept token has to go, if any. */
+  nextRevocationAt?: number;
+}
+
+/**
+ * Which of the client's tokens stay valid: the newest always; earlier ones until the grace period
+ * after the newest was issued ends, or they expire; none at all when earlier tokens are revoked.
+ */
+export function planRetention(tokens: readonly IssuedToken[], now: number, gracePeriodMs: number, revokeEarlier: boolean): RetentionPlan {
+  const [newest, ...earlier] = tokens;
+  if (newest === undefined) return { keep: [], revoke: [] };
+  const graceEnds = Date.parse(newest.issuedAt) + gracePeriodMs;
+  const keep = [newest];
+  const revoke: string[] = [];
+  let nextRevocationAt: number | undefined;
+  for (const token of earlier) {
+    const endsAt = Math.min(graceEnds, Date.parse(token.expiresAt));
+    if (revokeEarlier || now >= endsAt) {
+      revoke.push(token.id);
+    } else {
+      keep.push(token);
+      nextRevocationAt = Math.min(nextRevocationAt ?? endsAt, endsAt);
+    }
+  }
+  return nextRevocationAt === undefined ? { keep, revoke } : { keep, revoke, nextRevocationAt };
+}
