@@ -73,7 +73,11 @@ export const TierSpec = z
     /** Identity groups whose members qualify for this tier cluster-wide. */
     groups: z.array(z.string().min(1).max(256)).max(64).default([]).meta({ 'x-kubernetes-list-type': 'set' }),
     /** Namespace of the tier's ServiceAccounts. Empty means "<prefix>-tier-<name>". Immutable. */
-    namespace: OptionalDnsLabel.default(''),
+    // The rule sits on the field: `namespace` is a CEL reserved word, so a rule on spec would have
+    // to say `self.__namespace__`; `self.namespace` makes the API server refuse the whole CRD.
+    namespace: OptionalDnsLabel.default('').meta({
+      'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'namespace is immutable' }],
+    }),
     /** The token policy of the tier. */
     token: TierTokenPolicy.default({
       audiences: [],
@@ -88,15 +92,6 @@ export const TierSpec = z
     limits: TierLimits.optional(),
     /** What happens to the tier namespace when the Tier is deleted: Retain or Delete. */
     deletionPolicy: z.enum(['Retain', 'Delete']).default('Retain'),
-  })
-  .meta({
-    'x-kubernetes-validations': [
-      {
-        rule: 'self.namespace == oldSelf.namespace',
-        message: 'namespace is immutable',
-        fieldPath: '.namespace',
-      },
-    ],
   });
 export type TierSpec = z.infer<typeof TierSpec>;
 
