@@ -1,0 +1,496 @@
+/**
+ * A small JSON REST client for the API server, on client-node's authentication and undici.
+ *
+ * Why not client-node's typed APIs: we need one generic path for core, RBAC and our own CRDs,
+ * merge/json/apply patches, preconditions, subresources, typed errors, and a request hook for
+ * metrics. Authentication stays client-node's (kubeconfig, in-cluster, exec plugins).
+ */
+import { createHash } from 'node:crypto';
+import { bufferFromFileOrString, RequestContext, type KubeConfig } from '@kubernetes/client-node';
+import { fetch, type Dispatcher } from 'undici';
+import { KubeApiError, type KubeStatus } from './errors.ts';
+import {
+  apiVersionOf,
+  collectionPath,
+  objectPath,
+  resourceName,
+  type KubeObject,
+  type ResourceType,
+} from './resources.ts';
+
+export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete';
+
+/** Called once per request with the HTTP status (0 when no response came back). */
+export type RequestHook = (verb: Verb, resource: string, code: number) => void;
+
+export interface KubeClientOptions {
+  /** Per-request timeout, default 30s. Watches use it for the wait on response headers only. */
+  timeoutMs?: number;
+  /** Field manager on every write, default "tokenwarden". */
+  fieldManager?: string;
+  userAgent?: string;
+  onRequest?: RequestHook;
+}
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+  /** Overrides the client's per-request timeout. */
+  timeoutMs?: number;
+  dryRun?: boolean;
+}
+
+export interface ListOptions extends RequestOptions {
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** Page size; pages are fetched until the list is complete. Default 500. */
+  limit?: number;
+}
+
+export interface ListResult<T> {
+  items: T[];
+  resourceVersion: string;
+}
+
+export type PatchType = 'merge' | 'json' | 'apply' | 'strategic';
+
+export interface PatchOptions extends RequestOptions {
+  /** Default "merge" (RFC 7386). "apply" is server-side apply; the body is the full intent. */
+  type?: PatchType;
+  /** Server-side apply only: take ownership of conflicting fields. */
+  force?: boolean;
+}
+
+export interface DeleteOptions extends RequestOptions {
+  /** Delete only this exact object: fails with 409 Conflict if the uid or resourceVersion differs. */
+  preconditions?: { uid?: string; resourceVersion?: string };
+  propagationPolicy?: 'Foreground' | 'Background' | 'Orphan';
+  gracePeriodSeconds?: number;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+
+export interface WatchEvent<T> {
+  type: WatchEventType;
+  /** The object; for ERROR, a metav1.Status. */
+  object: T | KubeStatus;
+}
+
+export interface WatchQuery {
+  resourceVersion?: string;
+  allowWatchBookmarks?: boolean;
+  /** The server ends the watch cleanly after this many seconds. */
+  timeoutSeconds?: number;
+  labelSelector?: string;
+  fieldSelector?: string;
+}
+
+export interface WatchHandle {
+  /** Ends the watch; onDone is then called with no error. Idempotent. */
+  abort(): void;
+}
+
+const CONTENT_TYPES: Record<PatchType, string> = {
+  merge: 'application/merge-patch+json',
+  json: 'application/json-patch+json',
+  apply: 'application/apply-patch+yaml',
+  strategic: 'application/strategic-merge-patch+json',
+};
+
+/** How long a computed TLS fingerprint is trusted before files are read again. */
+const FINGERPRINT_TTL_MS = 30_000;
+
+type Query = Record<string, string | number | boolean | undefined>;
+
+interface Call {
+  verb: Verb;
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  path: string;
+  resource: string;
+  query?: Query;
+  body?: unknown;
+  contentType?: string;
+  opts?: RequestOptions;
+}
+
+export class KubeClient {
+  readonly fieldManager: string;
+  private readonly kc: KubeConfig;
+  private readonly timeoutMs: number;
+  private readonly userAgent: string;
+  private readonly onRequest: RequestHook | undefined;
+  private shared: { fingerprint: string; dispatcher: Dispatcher | undefined } | undefined;
+  private fingerprintCache: { value: string; at: number } | undefined;
+  private readonly watches = new Set<WatchHandle>();
+  private closed = false;
+
+  constructor(kc: KubeConfig, options: KubeClientOptions = {}) {
+    this.kc = kc;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.fieldManager = options.fieldManager ?? 'tokenwarden';
+    this.userAgent = options.userAgent ?? 'tokenwarden';
+    this.onRequest = options.onRequest;
+  }
+
+  async get<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string, opts?: RequestOptions): Promise<T> {
+    const obj = await this.call<T>({ verb: 'get', method: 'GET', path: objectPath(type, namespace, name), resource: type.plural, opts });
+    return withTypeMeta(type, obj);
+  }
+
+  /** Lists every page; the result's resourceVersion is the one to start a watch from. */
+  async list<T extends KubeObject>(type: ResourceType, namespace?: string, opts: ListOptions = {}): Promise<ListResult<T>> {
+    const path = collectionPath(type, namespace);
+    const limit = opts.limit ?? 500;
+    const items: T[] = [];
+    let resourceVersion = '';
+    let cont: string | undefined;
+    do {
+      let page: { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
+      try {
+        page = await this.call({
+          verb: 'list',
+          method: 'GET',
+          path,
+          resource: type.plural,
+          query: { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector, limit: limit > 0 ? limit : undefined, continue: cont },
+          opts,
+        });
+      } catch (err) {
+        // The continue token expired mid-way (410): fall back to one unpaginated list, as client-go's pager does.
+        if (cont !== undefined && err instanceof KubeApiError && err.statusCode === 410) {
+          return this.list(type, namespace, { ...opts, limit: 0 });
+        }
+        throw err;
+      }
+      if (cont === undefined) resourceVersion = page.metadata?.resourceVersion ?? '';
+      for (const item of page.items ?? []) items.push(withTypeMeta(type, item));
+      cont = page.metadata?.continue || undefined;
+    } while (cont !== undefined);
+    return { items, resourceVersion };
+  }
+
+  async create<T extends KubeObject>(type: ResourceType, namespace: string | undefined, body: T, opts?: RequestOptions): Promise<T> {
+    const obj = await this.call<T>({
+      verb: 'create',
+      method: 'POST',
+      path: collectionPath(type, namespace),
+      resource: type.plural,
+      query: this.writeQuery(opts),
+      body: { apiVersion: apiVersionOf(type), kind: type.kind, ...body },
+      opts,
+    });
+    return withTypeMeta(type, obj);
+  }
+
+  /** PUT: optimistic concurrency through body.metadata.resourceVersion. */
+  async replace<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string, body: T, opts?: RequestOptions): Promise<T> {
+    const obj = await this.call<T>({
+      verb: 'update',
+      method: 'PUT',
+      path: objectPath(type, namespace, name),
+      resource: type.plural,
+      query: this.writeQuery(opts),
+      body: { apiVersion: apiVersionOf(type), kind: type.kind, ...body },
+      opts,
+    });
+    return withTypeMeta(type, obj);
+  }
+
+  async patch<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string, patch: unknown, opts: PatchOptions = {}): Promise<T> {
+    return this.patchAt<T>(type, namespace, name, undefined, patch, opts);
+  }
+
+  async replaceStatus<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string, body: T, opts?: RequestOptions): Promise<T> {
+    const obj = await this.call<T>({
+      verb: 'update',
+      method: 'PUT',
+      path: objectPath(type, namespace, name, 'status'),
+      resource: resourceName(type, 'status'),
+      query: this.writeQuery(opts),
+      body: { apiVersion: apiVersionOf(type), kind: type.kind, ...body },
+      opts,
+    });
+    return withTypeMeta(type, obj);
+  }
+
+  async patchStatus<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string, patch: unknown, opts: PatchOptions = {}): Promise<T> {
+    return this.patchAt<T>(type, namespace, name, 'status', patch, opts);
+  }
+
+  /**
+   * DELETE. Returns the response body: the object (still there, with deletionTimestamp, when
+   * finalizers hold it) or a Status.
+   */
+  async delete(type: ResourceType, namespace: string | undefined, name: string, opts: DeleteOptions = {}): Promise<unknown> {
+    const hasBody = opts.preconditions !== undefined || opts.propagationPolicy !== undefined || opts.gracePeriodSeconds !== undefined;
+    return this.call({
+      verb: 'delete',
+      method: 'DELETE',
+      path: objectPath(type, namespace, name),
+      resource: type.plural,
+      query: { dryRun: opts.dryRun ? 'All' : undefined },
+      body: hasBody
+        ? {
+            apiVersion: 'v1',
+            kind: 'DeleteOptions',
+            preconditions: opts.preconditions,
+            propagationPolicy: opts.propagationPolicy,
+            gracePeriodSeconds: opts.gracePeriodSeconds,
+          }
+        : undefined,
+      opts,
+    });
+  }
+
+  /**
+   * POST to a subresource, e.g. createSubresource(SERVICE_ACCOUNTS, ns, sa, 'token', tokenRequest).
+   * The response can hold a token: it is returned, never logged.
+   */
+  async createSubresource<R = unknown>(type: ResourceType, namespace: string | undefined, name: string, subresource: string, body: unknown, opts?: RequestOptions): Promise<R> {
+    return this.call<R>({
+      verb: 'create',
+      method: 'POST',
+      path: objectPath(type, namespace, name, subresource),
+      resource: resourceName(type, subresource),
+      query: this.writeQuery(opts),
+      body,
+      opts,
+    });
+  }
+
+  /**
+   * Starts a watch. onEvent gets each event in order; onDone is called exactly once: with no error
+   * when the server closed the stream or abort() was called, with a KubeApiError on a non-2xx
+   * response (410 when the resourceVersion is too old), or with the transport error.
+   * There is no inactivity timeout here: the informer's watchdog owns that decision.
+   */
+  watch<T extends KubeObject>(
+    type: ResourceType,
+    namespace: string | undefined,
+    query: WatchQuery,
+    onEvent: (event: WatchEvent<T>) => void,
+    onDone: (err?: Error) => void,
+  ): WatchHandle {
+    const path = collectionPath(type, namespace);
+    const controller = new AbortController();
+    let finished = false;
+    let aborted = false;
+    const handle: WatchHandle = {
+      abort: () => {
+        aborted = true;
+        controller.abort();
+        finish();
+      },
+    };
+    const finish = (err?: Error): void => {
+      if (finished) return;
+      finished = true;
+      this.watches.delete(handle);
+      controller.abort();
+      onDone(aborted ? undefined : err);
+    };
+    if (this.closed) {
+      queueMicrotask(() => finish(new Error('KubeClient is closed')));
+      return handle;
+    }
+    this.watches.add(handle);
+    void this.runWatch<T>(path, type, query, controller, onEvent).then(
+      () => finish(),
+      (err: unknown) => finish(err instanceof Error ? err : new Error(String(err))),
+    );
+    return handle;
+  }
+
+  /** Ends all watches and closes connections. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const w of [...this.watches]) w.abort();
+    const d = this.shared?.dispatcher;
+    this.shared = undefined;
+    if (d) await d.close().catch(() => undefined);
+  }
+
+  private async runWatch<T>(path: string, type: ResourceType, query: WatchQuery, controller: AbortController, onEvent: (event: WatchEvent<T>) => void): Promise<void> {
+    const q: Query = {
+      watch: 'true',
+      resourceVersion: query.resourceVersion,
+      allowWatchBookmarks: query.allowWatchBookmarks,
+      timeoutSeconds: query.timeoutSeconds,
+      labelSelector: query.labelSelector,
+      fieldSelector: query.fieldSelector,
+    };
+    const headerTimer = setTimeout(() => controller.abort(new DOMException('watch: no response headers in time', 'TimeoutError')), this.timeoutMs);
+    headerTimer.unref();
+    let res;
+    try {
+      res = await this.send({ verb: 'watch', method: 'GET', path, resource: type.plural, query: q }, controller.signal);
+    } finally {
+      clearTimeout(headerTimer);
+    }
+    if (!res.response.ok) throw await errorFrom(res.response, res.method, res.pathForErrors);
+    const body = res.response.body;
+    if (!body) return;
+    const decoder = new TextDecoder();
+    let buffered = '';
+    try {
+      for await (const chunk of body as AsyncIterable<Uint8Array>) {
+        buffered += decoder.decode(chunk, { stream: true });
+        let nl: number;
+        while ((nl = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, nl).trim();
+          buffered = buffered.slice(nl + 1);
+          if (line === '') continue;
+          // A line that does not parse means the stream is corrupt: end the watch, let the caller restart it.
+          const event = JSON.parse(line) as WatchEvent<T>;
+          onEvent(event);
+        }
+      }
+    } catch (err) {
+      if (controller.signal.aborted && !(controller.signal.reason instanceof DOMException && controller.signal.reason.name === 'TimeoutError')) return;
+      throw err;
+    }
+  }
+
+  private async patchAt<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string, subresource: string | undefined, patch: unknown, opts: PatchOptions): Promise<T> {
+    const patchType = opts.type ?? 'merge';
+    const query = this.writeQuery(opts);
+    if (patchType === 'apply' && opts.force) query.force = true;
+    const obj = await this.call<T>({
+      verb: 'patch',
+      method: 'PATCH',
+      path: objectPath(type, namespace, name, subresource),
+      resource: resourceName(type, subresource),
+      query,
+      body: patch,
+      contentType: CONTENT_TYPES[patchType],
+      opts,
+    });
+    return withTypeMeta(type, obj);
+  }
+
+  private writeQuery(opts?: RequestOptions): Query {
+    return { fieldManager: this.fieldManager, dryRun: opts?.dryRun ? 'All' : undefined };
+  }
+
+  private async call<R>(c: Call): Promise<R> {
+    const timeout = AbortSignal.timeout(c.opts?.timeoutMs ?? this.timeoutMs);
+    const signal = c.opts?.signal ? AbortSignal.any([timeout, c.opts.signal]) : timeout;
+    const { response, method, pathForErrors } = await this.send(c, signal);
+    if (!response.ok) throw await errorFrom(response, method, pathForErrors);
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (err) {
+      throw networkError(method, pathForErrors, err, signal);
+    }
+    return (text === '' ? undefined : JSON.parse(text)) as R;
+  }
+
+  /** Sends the request and reports it to onRequest; transport failures become KubeApiError(0). */
+  private async send(c: Call, signal: AbortSignal): Promise<{ response: Awaited<ReturnType<typeof fetch>>; method: string; pathForErrors: string }> {
+    const cluster = this.kc.getCurrentCluster();
+    if (!cluster) throw new Error('kubeconfig has no current cluster');
+    const url = new URL(cluster.server.replace(/\/+$/, '') + c.path);
+    for (const [k, v] of Object.entries(c.query ?? {})) {
+      if (v !== undefined) url.searchParams.set(k, String(v));
+    }
+    // Errors name the path and query (selectors, fieldManager): never a body.
+    const pathForErrors = url.pathname + url.search;
+    const ctx = new RequestContext(url.toString(), c.method);
+    await this.kc.applySecurityAuthentication(ctx);
+    const dispatcher = this.dispatcherFor(ctx.getDispatcher());
+    const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: 'application/json', 'User-Agent': this.userAgent };
+    if (c.body !== undefined) headers['Content-Type'] = c.contentType ?? 'application/json';
+    try {
+      const response = await fetch(url, {
+        method: c.method,
+        headers,
+        body: c.body === undefined ? undefined : JSON.stringify(c.body),
+        dispatcher,
+        signal,
+      });
+      this.onRequest?.(c.verb, c.resource, response.status);
+      return { response, method: c.method, pathForErrors };
+    } catch (err) {
+      this.onRequest?.(c.verb, c.resource, 0);
+      throw networkError(c.method, pathForErrors, err, signal);
+    }
+  }
+
+  /**
+   * client-node builds a new undici Agent on every applySecurityAuthentication call, which would
+   * mean a new TLS connection per request. Keep one, and replace it only when the TLS material of
+   * the kubeconfig changes (a rotated client certificate or CA file).
+   */
+  private dispatcherFor(fresh: Dispatcher | undefined): Dispatcher | undefined {
+    const fingerprint = this.tlsFingerprint();
+    const shared = this.shared;
+    if (shared && shared.fingerprint === fingerprint) {
+      if (fresh && fresh !== shared.dispatcher) void fresh.close().catch(() => undefined);
+      return shared.dispatcher;
+    }
+    this.shared = { fingerprint, dispatcher: fresh };
+    // Graceful: requests (and watches) in flight on the old one finish first.
+    if (shared?.dispatcher) void shared.dispatcher.close().catch(() => undefined);
+    return fresh;
+  }
+
+  private tlsFingerprint(): string {
+    const now = Date.now();
+    if (this.fingerprintCache && now - this.fingerprintCache.at < FINGERPRINT_TTL_MS) return this.fingerprintCache.value;
+    const cluster = this.kc.getCurrentCluster();
+    const user = this.kc.getCurrentUser();
+    const h = createHash('sha256');
+    const add = (v: string | Buffer | null | undefined): void => {
+      h.update(v === null || v === undefined ? '-' : v);
+      h.update('\0');
+    };
+    add(cluster?.server);
+    add(cluster?.tlsServerName);
+    add(cluster?.proxyUrl);
+    add(String(cluster?.skipTLSVerify));
+    try {
+      add(bufferFromFileOrString(cluster?.caFile, cluster?.caData));
+      add(bufferFromFileOrString(user?.certFile, user?.certData));
+      add(bufferFromFileOrString(user?.keyFile, user?.keyData));
+    } catch {
+      add('unreadable');
+    }
+    const value = h.digest('hex');
+    this.fingerprintCache = { value, at: now };
+    return value;
+  }
+}
+
+function withTypeMeta<T extends KubeObject>(type: ResourceType, obj: T): T {
+  if (obj && typeof obj === 'object' && (obj.apiVersion === undefined || obj.kind === undefined)) {
+    obj.apiVersion ??= apiVersionOf(type);
+    obj.kind ??= type.kind;
+  }
+  return obj;
+}
+
+async function errorFrom(response: Awaited<ReturnType<typeof fetch>>, method: string, path: string): Promise<KubeApiError> {
+  let text = '';
+  try {
+    text = await response.text();
+  } catch {
+    // The status line alone will do.
+  }
+  return KubeApiError.fromResponse(method, path, response.status, response.statusText, text, response.headers.get('retry-after'));
+}
+
+function networkError(method: string, path: string, err: unknown, signal: AbortSignal): KubeApiError {
+  const timedOut = signal.aborted && signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError';
+  const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;
+  let detail = cause instanceof Error ? cause.message : String(cause);
+  const code = cause && typeof cause === 'object' ? (cause as { code?: unknown }).code : undefined;
+  if (typeof code === 'string' && !detail.includes(code)) detail = `${code}: ${detail}`;
+  return new KubeApiError({
+    statusCode: 0,
+    reason: timedOut ? 'Timeout' : signal.aborted ? 'Aborted' : 'NetworkError',
+    message: timedOut ? 'request timed out' : detail,
+    method,
+    path,
+    cause: err,
+  });
+}

@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { diffSnapshot, dropManagedFields, isGoneStatus } from '../../../src/controller/informer.ts';
+import type { KubeObject } from '../../../src/kube/resources.ts';
+
+function obj(name: string, rv: string, uid = `uid-${name}`, namespace: string | undefined = 'ns'): KubeObject {
+  return { metadata: { name, namespace, resourceVersion: rv, uid } };
+}
+
+const names = (objs: KubeObject[]): string[] => objs.map((o) => o.metadata?.name ?? '').sort();
+
+describe('diffSnapshot', () => {
+  it('reports everything as added against an empty cache', () => {
+    const d = diffSnapshot([], [obj('a', '1'), obj('b', '2')]);
+    expect(names(d.added)).toEqual(['a', 'b']);
+    expect(d.updated).toEqual([]);
+    expect(d.deleted).toEqual([]);
+  });
+
+  it('reports nothing when nothing changed', () => {
+    const cached = [obj('a', '1'), obj('b', '2')];
+    const d = diffSnapshot(cached, [obj('a', '1'), obj('b', '2')]);
+    expect(d).toEqual({ added: [], updated: [], deleted: [] });
+  });
+
+  it('reports an update, with old and new, when the resourceVersion changed', () => {
+    const oldA = obj('a', '1');
+    const newA = obj('a', '5');
+    const d = diffSnapshot([oldA, obj('b', '2')], [newA, obj('b', '2')]);
+    expect(d.updated).toEqual([{ oldObj: oldA, newObj: newA }]);
+    expect(d.added).toEqual([]);
+    expect(d.deleted).toEqual([]);
+  });
+
+  it('reports objects that vanished as deleted, with their last known state', () => {
+    const b = obj('b', '2');
+    const d = diffSnapshot([obj('a', '1'), b], [obj('a', '1')]);
+    expect(d.deleted).toEqual([b]);
+  });
+
+  it('reports everything as deleted when the list is empty', () => {
+    const d = diffSnapshot([obj('a', '1'), obj('b', '2')], []);
+    expect(names(d.deleted)).toEqual(['a', 'b']);
+  });
+
+  it('reports a recreated object (new uid) as delete + add, not update', () => {
+    const old = obj('a', '1', 'uid-1');
+    const recreated = obj('a', '9', 'uid-2');
+    const d = diffSnapshot([old], [recreated]);
+    expect(d.deleted).toEqual([old]);
+    expect(d.added).toEqual([recreated]);
+    expect(d.updated).toEqual([]);
+  });
+
+  it('handles adds, updates and deletes together', () => {
+    const d = diffSnapshot([obj('keep', '1'), obj('change', '1'), obj('gone', '1')], [obj('keep', '1'), obj('change', '2'), obj('new', '1')]);
+    expect(names(d.added)).toEqual(['new']);
+    expect(d.updated.map((u) => u.newObj.metadata?.name)).toEqual(['change']);
+    expect(names(d.deleted)).toEqual(['gone']);
+  });
+
+  it('keys by namespace and name: the same name in two namespaces is two objects', () => {
+    const d = diffSnapshot([obj('a', '1', 'u1', 'ns1')], [obj('a', '1', 'u1', 'ns1'), obj('a', '1', 'u2', 'ns2')]);
+    expect(d.added.map((o) => o.metadata?.namespace)).toEqual(['ns2']);
+    expect(d.deleted).toEqual([]);
+  });
+
+  it('handles cluster-scoped objects', () => {
+    const d = diffSnapshot([obj('premium', '1', 'u', undefined)], [obj('premium', '2', 'u', undefined)]);
+    expect(d.updated.length).toBe(1);
+  });
+});
+
+describe('isGoneStatus', () => {
+  it('recognizes 410 and reason Expired', () => {
+    expect(isGoneStatus({ kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' })).toBe(true);
+    expect(isGoneStatus({ code: 410 })).toBe(true);
+    expect(isGoneStatus({ reason: 'Expired' })).toBe(true);
+  });
+
+  it('rejects other errors', () => {
+    expect(isGoneStatus({ code: 500, reason: 'InternalError' })).toBe(false);
+    expect(isGoneStatus(undefined)).toBe(false);
+  });
+});
+
+describe('dropManagedFields', () => {
+  it('removes metadata.managedFields and keeps the rest', () => {
+    const o = { metadata: { name: 'a', managedFields: [{ manager: 'x' }] } } as KubeObject;
+    const out = dropManagedFields(o);
+    expect(out.metadata).toEqual({ name: 'a' });
+  });
+});
