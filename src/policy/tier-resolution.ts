@@ -14,6 +14,8 @@ export interface ResolutionInput {
   tiers: readonly Tier[];
   /** TenantBindings in the client's namespace. */
   bindings: readonly TenantBinding[];
+  /** Bindings whose quota this client does not fit in: their grant is passed over. */
+  excludedBindings?: ReadonlySet<string>;
 }
 
 interface Grant {
@@ -31,7 +33,7 @@ export function bindingMatches(binding: TenantBinding, subject: ClientSubject): 
 function grants(input: ResolutionInput): Grant[] {
   const byName = new Map(input.tiers.map((tier) => [tier.metadata.name, tier]));
   const result: Grant[] = [];
-  const bindings = [...input.bindings].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  const bindings = [...input.bindings].filter((b) => !input.excludedBindings?.has(b.metadata.name)).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   for (const binding of bindings) {
     const tier = byName.get(binding.spec.tierRef.name);
     if (tier !== undefined && bindingMatches(binding, input.subject)) result.push({ tier, binding });

@@ -1,0 +1,220 @@
+/**
+ * Wiring: one informer per kind the operator reads, one controller per kind it reconciles, and the
+ * mapping from changes of owned objects to the keys that need reconciling.
+ */
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { ServiceAccountClient, TenantBinding, Tier } from './api/index.ts';
+import { Controller, type ControllerMetrics } from './controller/controller.ts';
+import { EventRecorder } from './controller/events.ts';
+import { Informer, dropManagedFields, type EventHandler } from './controller/informer.ts';
+import type { Logger } from './controller/logger.ts';
+import { NAMESPACE_INDEX, namespaceIndexFunc } from './controller/store.ts';
+import type { WorkQueueMetrics } from './controller/workqueue.ts';
+import { KubeClient, type RequestHook } from './kube/client.ts';
+import {
+  CLUSTER_ROLE_BINDINGS,
+  NAMESPACES,
+  ROLE_BINDINGS,
+  SECRETS,
+  SERVICE_ACCOUNT_CLIENTS,
+  SERVICE_ACCOUNTS,
+  TENANT_BINDINGS,
+  TIERS,
+  keyOf,
+  type KubeObject,
+} from './kube/resources.ts';
+import { readTokenClaims } from './policy/token-claims.ts';
+import { CacheFreshness } from './reconcilers/cache-freshness.ts';
+import { INDEX, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorConfig, type OperatorContext, type ServiceAccount } from './reconcilers/context.ts';
+import { CLIENT_UID_LABEL, MANAGED_SELECTOR, TIER_LABEL, TOKEN_KEY, TOKEN_SECRET_TYPE } from './reconcilers/labels.ts';
+import { noopTokenMetrics, type TokenMetrics } from './reconcilers/metrics.ts';
+import { serviceAccountClientReconciler } from './reconcilers/service-account-client.ts';
+import { tenantBindingReconciler } from './reconcilers/tenant-binding.ts';
+import { tierReconciler } from './reconcilers/tier.ts';
+
+export interface OperatorOptions extends OperatorConfig {
+  kubeConfig: KubeConfig;
+  logger: Logger;
+  workers: number;
+  resyncPeriodMs: number;
+  instance: string;
+  metrics?: {
+    tokens?: TokenMetrics;
+    controller?: ControllerMetrics;
+    workqueue?: (name: string) => WorkQueueMetrics;
+    onRequest?: RequestHook;
+  };
+}
+
+export interface RunningOperator {
+  /** Stops taking work, waits up to drainTimeoutMs for reconciles in flight, stops the watches. */
+  stop(drainTimeoutMs?: number): Promise<void>;
+  caches: Caches;
+}
+
+/**
+ * Secrets are cached without their data: the operator only needs to recognise its tokens, so the
+ * cache keeps their claims and no token value stays in memory beyond the reconcile that wrote it.
+ */
+export function stripSecret(secret: CachedSecret & { data?: Record<string, string> }): CachedSecret {
+  const { data, ...rest } = secret;
+  const cached: CachedSecret = rest;
+  delete (cached as { stringData?: unknown }).stringData;
+  if (secret.type === TOKEN_SECRET_TYPE) {
+    const encoded = data?.[TOKEN_KEY];
+    if (encoded) cached.tokenClaims = readTokenClaims(Buffer.from(encoded, 'base64').toString('utf8')) ?? 'unreadable';
+  }
+  return dropManagedFields(cached);
+}
+
+const clientKey = (c: KubeObject): string => keyOf(c.metadata?.namespace, c.metadata?.name as string);
+
+export async function startOperator(opts: OperatorOptions): Promise<RunningOperator> {
+  const log = opts.logger;
+  const kube = new KubeClient(opts.kubeConfig, opts.metrics?.onRequest ? { onRequest: opts.metrics.onRequest } : {});
+  const common = { client: kube, logger: log, resyncPeriodMs: opts.resyncPeriodMs };
+  const selector = opts.selector ? { labelSelector: opts.selector } : {};
+  const caches: Caches = {
+    tiers: new Informer<Tier>({ ...common, ...selector, type: TIERS }),
+    bindings: new Informer<TenantBinding>({ ...common, ...selector, type: TENANT_BINDINGS, indexers: { [INDEX.clientByNamespace]: namespaceIndexFunc } }),
+    clients: new Informer<ServiceAccountClient>({
+      ...common,
+      ...selector,
+      type: SERVICE_ACCOUNT_CLIENTS,
+      indexers: {
+        [INDEX.clientByNamespace]: namespaceIndexFunc,
+        [INDEX.clientByServiceAccount]: (c) => (c.status?.serviceAccount ? [`${c.status.serviceAccount.namespace}/${c.status.serviceAccount.name}`] : []),
+        [INDEX.clientByTier]: (c) => (c.status?.tier ? [c.status.tier] : []),
+        [INDEX.clientByUid]: (c) => (c.metadata.uid ? [c.metadata.uid] : []),
+      },
+    }),
+    namespaces: new Informer<Namespace>({ ...common, type: NAMESPACES, labelSelector: MANAGED_SELECTOR }),
+    serviceAccounts: new Informer<ServiceAccount>({ ...common, type: SERVICE_ACCOUNTS, labelSelector: MANAGED_SELECTOR, indexers: { [NAMESPACE_INDEX]: namespaceIndexFunc } }),
+    secrets: new Informer<CachedSecret>({
+      ...common,
+      type: SECRETS,
+      labelSelector: MANAGED_SELECTOR,
+      transform: stripSecret,
+      indexers: {
+        [NAMESPACE_INDEX]: namespaceIndexFunc,
+        [INDEX.anchorByClientUid]: (s) => {
+          const uid = s.metadata?.labels?.[CLIENT_UID_LABEL];
+          return uid ? [uid] : [];
+        },
+      },
+    }),
+    roleBindings: new Informer<Binding>({ ...common, type: ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR, indexers: { [INDEX.byTier]: tierLabelIndex } }),
+    clusterRoleBindings: new Informer<Binding>({ ...common, type: CLUSTER_ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR, indexers: { [INDEX.byTier]: tierLabelIndex } }),
+  };
+
+  const controllerOptions = (name: string) => ({
+    name,
+    workers: opts.workers,
+    logger: log,
+    ...(opts.metrics?.controller ? { metrics: opts.metrics.controller } : {}),
+    ...(opts.metrics?.workqueue ? { queue: { name, metrics: opts.metrics.workqueue(name) } } : {}),
+  });
+  // The context is completed below, once the controllers it enqueues into exist.
+  const op = {
+    config: { namespacePrefix: opts.namespacePrefix, selector: opts.selector },
+    kube,
+    caches,
+    events: new EventRecorder({ client: kube, reportingInstance: opts.instance, logger: log }),
+    freshness: new CacheFreshness(),
+    metrics: opts.metrics?.tokens ?? noopTokenMetrics,
+    logger: log,
+    now: () => Date.now(),
+  } as OperatorContext;
+  const tiers = new Controller({ ...controllerOptions('tier'), reconcile: tierReconciler(op) });
+  const bindings = new Controller({ ...controllerOptions('tenantbinding'), reconcile: tenantBindingReconciler(op) });
+  const clients = new Controller({ ...controllerOptions('serviceaccountclient'), reconcile: serviceAccountClientReconciler(op) });
+  op.enqueueClient = (key) => clients.enqueue(key);
+
+  const enqueueAllClients = () => caches.clients.list().forEach((c) => clients.enqueue(clientKey(c)));
+  const enqueueNamespaceClients = (namespace: string | undefined) =>
+    namespace && caches.clients.byIndex(INDEX.clientByNamespace, namespace).forEach((c) => clients.enqueue(clientKey(c)));
+  const specChanged = (a: KubeObject, b: KubeObject) =>
+    a.metadata?.generation !== b.metadata?.generation || a.metadata?.deletionTimestamp !== b.metadata?.deletionTimestamp;
+
+  on(caches.tiers, (tier, old) => {
+    tiers.enqueue(tier.metadata.name);
+    // Any tier's level, groups or default flag can change any client's resolution.
+    if (old === undefined || specChanged(old, tier)) enqueueAllClients();
+  });
+  on(caches.bindings, (binding, old) => {
+    bindings.enqueue(clientKey(binding));
+    if (old === undefined || specChanged(old, binding)) enqueueNamespaceClients(binding.metadata.namespace);
+  });
+  on(caches.clients, (client, old, deleted) => {
+    clients.enqueue(clientKey(client));
+    const namespace = client.metadata.namespace as string;
+    for (const status of [old?.status, client.status]) {
+      if (status?.tier) tiers.enqueue(status.tier);
+      if (status?.tierReason?.startsWith('TenantBinding/')) bindings.enqueue(keyOf(namespace, status.tierReason.slice('TenantBinding/'.length)));
+    }
+    if (old?.status?.tierReason === 'Requested' || client.status?.tierReason === 'Requested') {
+      caches.bindings.byIndex(INDEX.clientByNamespace, namespace).forEach((b) => bindings.enqueue(clientKey(b)));
+    }
+    // A client leaving frees a place under a TenantBinding quota.
+    if (deleted && caches.bindings.byIndex(INDEX.clientByNamespace, namespace).some((b) => b.spec.maxClients !== undefined)) {
+      enqueueNamespaceClients(namespace);
+    }
+  });
+  on(caches.namespaces, (ns) => {
+    const tier = ns.metadata?.labels?.[TIER_LABEL];
+    if (tier) tiers.enqueue(tier);
+  });
+  on(caches.serviceAccounts, (account) => {
+    const ref = `${account.metadata?.namespace}/${account.metadata?.name}`;
+    caches.clients.byIndex(INDEX.clientByServiceAccount, ref).forEach((c) => clients.enqueue(clientKey(c)));
+    const tier = account.metadata?.labels?.[TIER_LABEL];
+    if (tier) tiers.enqueue(tier);
+  });
+  on(caches.secrets, (secret) => {
+    const uid = secret.metadata?.labels?.[CLIENT_UID_LABEL];
+    if (uid) {
+      const owners = caches.clients.byIndex(INDEX.clientByUid, uid);
+      owners.forEach((c) => clients.enqueue(clientKey(c)));
+      const tier = secret.metadata?.labels?.[TIER_LABEL];
+      if (owners.length === 0 && tier) tiers.enqueue(tier);
+    }
+    const owner = secret.metadata?.ownerReferences?.find((ref) => ref.kind === 'ServiceAccountClient' && ref.controller);
+    if (owner) clients.enqueue(keyOf(secret.metadata?.namespace, owner.name));
+  });
+  for (const cache of [caches.roleBindings, caches.clusterRoleBindings]) {
+    on(cache, (binding) => {
+      const tier = binding.metadata?.labels?.[TIER_LABEL];
+      if (tier) tiers.enqueue(tier);
+    });
+  }
+
+  const informers = Object.values(caches) as Informer<KubeObject>[];
+  informers.forEach((informer) => informer.start());
+  await Promise.all(informers.map((informer) => informer.waitForSync()));
+  for (const controller of [tiers, bindings, clients]) controller.start();
+  log.info({ workers: opts.workers, namespacePrefix: opts.namespacePrefix, selector: opts.selector || '(all)' }, 'operator started');
+
+  return {
+    caches,
+    async stop(drainTimeoutMs = 30_000) {
+      await Promise.all([tiers, bindings, clients].map((controller) => controller.stop(drainTimeoutMs)));
+      await Promise.all(informers.map((informer) => informer.stop()));
+      await kube.close();
+    },
+  };
+}
+
+function tierLabelIndex(obj: KubeObject): string[] {
+  const tier = obj.metadata?.labels?.[TIER_LABEL];
+  return tier ? [tier] : [];
+}
+
+/** One handler for add, update and delete: (object, previous version, deleted?). */
+function on<T extends KubeObject>(informer: Informer<T>, handle: (obj: T, old: T | undefined, deleted: boolean) => void): void {
+  const handler: EventHandler<T> = {
+    onAdd: (obj) => handle(obj, undefined, false),
+    onUpdate: (old, obj) => handle(obj, old, false),
+    onDelete: (obj) => handle(obj, undefined, true),
+  };
+  informer.addEventHandler(handler);
+}

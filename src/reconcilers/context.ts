@@ -1,0 +1,85 @@
+import type { ServiceAccountClient, TenantBinding, Tier } from '../api/index.ts';
+import type { EventRecorder } from '../controller/events.ts';
+import type { Informer } from '../controller/informer.ts';
+import type { Logger } from '../controller/logger.ts';
+import type { KubeClient } from '../kube/client.ts';
+import type { KubeObject } from '../kube/resources.ts';
+import type { TokenClaims } from '../policy/token-claims.ts';
+import type { CacheFreshness } from './cache-freshness.ts';
+import type { TokenMetrics } from './metrics.ts';
+
+/** A Secret as cached: token values are replaced by their claims before they reach the cache. */
+export interface CachedSecret extends KubeObject {
+  type?: string;
+  /** Claims of data.token; 'unreadable' if it is not a ServiceAccount JWT; undefined if there is none. */
+  tokenClaims?: TokenClaims | 'unreadable';
+}
+
+export interface ServiceAccount extends KubeObject {
+  kind?: 'ServiceAccount';
+}
+
+export interface Namespace extends KubeObject {
+  status?: { phase?: string };
+}
+
+export interface Binding extends KubeObject {
+  roleRef?: { apiGroup: string; kind: string; name: string };
+  subjects?: { kind: string; name: string; apiGroup?: string; namespace?: string }[];
+}
+
+/** Index names used across reconcilers. */
+export const INDEX = {
+  /** Clients by the namespace/name of the ServiceAccount in their status. */
+  clientByServiceAccount: 'serviceAccount',
+  /** Clients by namespace. */
+  clientByNamespace: 'namespace',
+  /** Clients by status.tier. */
+  clientByTier: 'tier',
+  /** Clients by metadata.uid. */
+  clientByUid: 'uid',
+  /** Anchors by the uid of their client. */
+  anchorByClientUid: 'clientUid',
+  /** Owned objects (namespaces, ServiceAccounts, bindings) by tier label. */
+  byTier: 'tier',
+} as const;
+
+export interface OperatorConfig {
+  namespacePrefix: string;
+  /** Label selector for the tokenwarden resources this instance manages ('' for all). */
+  selector: string;
+}
+
+export interface Caches {
+  tiers: Informer<Tier>;
+  bindings: Informer<TenantBinding>;
+  clients: Informer<ServiceAccountClient>;
+  namespaces: Informer<Namespace>;
+  serviceAccounts: Informer<ServiceAccount>;
+  secrets: Informer<CachedSecret>;
+  roleBindings: Informer<Binding>;
+  clusterRoleBindings: Informer<Binding>;
+}
+
+export interface OperatorContext {
+  config: OperatorConfig;
+  kube: KubeClient;
+  caches: Caches;
+  events: EventRecorder;
+  freshness: CacheFreshness;
+  metrics: TokenMetrics;
+  logger: Logger;
+  now: () => number;
+  /** Queue a client for reconciling, e.g. when its tier is going away. */
+  enqueueClient(key: string): void;
+}
+
+/** The namespace of a tier: spec.namespace, or "<prefix>-tier-<name>". */
+export function tierNamespace(tier: Tier, prefix: string): string {
+  return tier.spec.namespace !== '' ? tier.spec.namespace : `${prefix}-tier-${tier.metadata.name}`;
+}
+
+/** Tiers that exist and are not being deleted, which clients may resolve to. */
+export function liveTiers(caches: Caches): Tier[] {
+  return caches.tiers.list().filter((tier) => tier.metadata.deletionTimestamp === undefined);
+}

@@ -1,0 +1,571 @@
+/**
+ * ServiceAccountClient: resolve the tier, keep one ServiceAccount per user and tier, mint tokens
+ * bound to anchor Secrets, keep the client's Secret fresh, and revoke on demand.
+ *
+ * Order of work, so a crash at any point leaks nothing: create the anchor, mint the token bound to
+ * it, write the client's Secret, record it in status, then revoke what is no longer wanted. Anchors
+ * that neither the status nor the Secret names are orphans and are deleted.
+ */
+import { randomBytes } from 'node:crypto';
+import { ServiceAccountClient, type IssuedToken, type ServiceAccountClientStatus, type Tier } from '../api/index.ts';
+import { formatTime, getCondition, setCondition } from '../controller/conditions.ts';
+import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
+import type { Logger } from '../controller/logger.ts';
+import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
+import { SECRETS, SERVICE_ACCOUNT_CLIENTS, SERVICE_ACCOUNTS, splitKey } from '../kube/resources.ts';
+import { needsNewToken, planRetention, type ReissueDecision } from '../policy/reissue.ts';
+import { serviceAccountNameCandidates } from '../policy/service-account-name.ts';
+import { readTokenClaims } from '../policy/token-claims.ts';
+import { effectiveTokenPolicy, renewalTime, type EffectiveTokenPolicy } from '../policy/token-policy.ts';
+import { INDEX, tierNamespace, type CachedSecret, type OperatorContext, type ServiceAccount } from './context.ts';
+import {
+  ANCHOR_SECRET_TYPE,
+  AUDIENCES_ANNOTATION,
+  CLIENT_ANNOTATION,
+  CLIENT_FINALIZER,
+  CLIENT_NAMESPACE_LABEL,
+  CLIENT_UID_LABEL,
+  EXPIRATION_ANNOTATION,
+  EXPIRES_AT_ANNOTATION,
+  MANAGED_BY,
+  MANAGER,
+  RENEW_AT_ANNOTATION,
+  TIER_LABEL,
+  TOKEN_ID_ANNOTATION,
+  TOKEN_KEY,
+  TOKEN_SECRET_TYPE,
+  USER_ANNOTATION,
+} from './labels.ts';
+import { resolveClientTier } from './resolution.ts';
+
+type Client = ServiceAccountClient;
+
+const clientRef = (key: string): string => `ServiceAccountClient/${key}`;
+const secretRef = (namespace: string, name: string): string => `Secret/${namespace}/${name}`;
+
+export function defaultSecretName(client: Client): string {
+  return client.spec.secretName ?? `${client.metadata.name}-token`;
+}
+
+/** The outcome of one reconcile: the status to record and the Events that go with it. */
+interface Outcome {
+  status: ServiceAccountClientStatus;
+  events: { type: 'Normal' | 'Warning'; reason: string; note: string }[];
+  requeueAfterMs?: number;
+}
+
+export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFunc {
+  return async (key: string, rctx: ReconcileContext): Promise<ReconcileResult> => {
+    const { namespace, name } = splitKey(key);
+    const cached = op.caches.clients.get(namespace, name);
+    if (cached === undefined) return;
+    if (!op.freshness.caughtUp(clientRef(key), cached)) return { requeueAfterMs: 100 };
+    const parsed = ServiceAccountClient.safeParse(cached);
+    if (!parsed.success) {
+      // The CRD schema makes this rare (an older schema, a hand-edited object); report, never crash.
+      const message = `invalid spec: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
+      await writeStatus(op, cached as Client, {
+        status: withCondition(cached as Client, { type: 'Ready', status: 'False', reason: 'InvalidSpec', message }, op.now()),
+        events: [{ type: 'Warning', reason: 'InvalidSpec', note: message }],
+      });
+      return;
+    }
+    const client = parsed.data;
+    if (client.metadata.deletionTimestamp !== undefined) return finalize(op, client, rctx.logger);
+    if (!(client.metadata.finalizers ?? []).includes(CLIENT_FINALIZER)) {
+      const updated = await op.kube.patch(SERVICE_ACCOUNT_CLIENTS, namespace, name, {
+        metadata: { finalizers: [...(client.metadata.finalizers ?? []), CLIENT_FINALIZER], resourceVersion: client.metadata.resourceVersion },
+      });
+      op.freshness.wrote(clientRef(key), updated);
+      client.metadata.resourceVersion = updated.metadata?.resourceVersion;
+    }
+    const secretName = defaultSecretName(client);
+    if (!op.freshness.caughtUp(secretRef(namespace as string, secretName), op.caches.secrets.get(namespace, secretName))) {
+      return { requeueAfterMs: 100 };
+    }
+    const outcome = await converge(op, client, rctx.logger);
+    await writeStatus(op, client, outcome);
+    if (outcome.requeueAfterMs !== undefined) return { requeueAfterMs: outcome.requeueAfterMs };
+  };
+}
+
+async function converge(op: OperatorContext, client: Client, log: Logger): Promise<Outcome> {
+  const now = op.now();
+  const previous = client.status ?? {};
+  const resolution = resolveClientTier(op, client);
+  if (!resolution.resolved) {
+    await revokeTokens(op, client, anchorsOf(op, client).map((a) => a.metadata?.name as string), log);
+    await deleteClientSecret(op, client);
+    await releaseServiceAccount(op, client, undefined);
+    const status: ServiceAccountClientStatus = {
+      ...clearedTokens(previous),
+      tier: undefined,
+      tierReason: undefined,
+      conditions: conditionsFor(client, now, [
+        { type: 'TierResolved', status: 'False', reason: resolution.reason, message: resolution.message },
+        { type: 'Ready', status: 'False', reason: resolution.reason, message: resolution.message },
+      ]),
+    };
+    const changed = getCondition(previous.conditions, 'TierResolved')?.reason !== resolution.reason;
+    return { status, events: changed ? [{ type: 'Warning', reason: 'TierUnresolved', note: resolution.message }] : [] };
+  }
+
+  const tier = resolution.tier;
+  const tierName = tier.metadata.name;
+  const tierResolved = { type: 'TierResolved', status: 'True', reason: 'Resolved', message: resolution.message } as const;
+  const events: Outcome['events'] = [];
+  if (previous.tier !== undefined && previous.tier !== tierName) {
+    events.push({ type: 'Normal', reason: 'Moved', note: `moved from tier ${previous.tier} to ${tierName} (${resolution.source})` });
+  }
+  const base: ServiceAccountClientStatus = { ...previous, tier: tierName, tierReason: resolution.source };
+
+  const policyResult = effectiveTokenPolicy(tier, resolution.binding, client.spec.token);
+  if (!policyResult.ok) {
+    await revokeTokens(op, client, anchorsOf(op, client).map((a) => a.metadata?.name as string), log);
+    await deleteClientSecret(op, client);
+    return {
+      status: {
+        ...clearedTokens(base),
+        conditions: conditionsFor(client, now, [tierResolved, { type: 'Ready', status: 'False', reason: policyResult.reason, message: policyResult.message }]),
+      },
+      events: [...events, { type: 'Warning', reason: policyResult.reason, note: policyResult.message }],
+    };
+  }
+  const policy = policyResult.policy;
+  const namespace = tierNamespace(tier, op.config.namespacePrefix);
+  const tierNs = op.caches.namespaces.get(undefined, namespace);
+  if (tierNs === undefined || tierNs.metadata?.deletionTimestamp !== undefined) {
+    const message = `waiting for the namespace ${namespace} of tier ${tierName}`;
+    return {
+      status: { ...base, conditions: conditionsFor(client, now, [tierResolved, { type: 'Ready', status: 'False', reason: 'WaitingForTier', message }]) },
+      events,
+      requeueAfterMs: 1000,
+    };
+  }
+
+  if (client.spec.suspended) return suspend(op, client, base, tierResolved, events, log);
+
+  const account = await ensureServiceAccount(op, namespace, client.spec.subject.user, tierName);
+  if (account.collision) {
+    const message = `every ServiceAccount name for user "${client.spec.subject.user}" in ${namespace} belongs to another user`;
+    return {
+      status: { ...base, conditions: conditionsFor(client, now, [tierResolved, { type: 'Ready', status: 'False', reason: 'ServiceAccountCollision', message }]) },
+      events: [...events, { type: 'Warning', reason: 'ServiceAccountCollision', note: message }],
+    };
+  }
+  const saRef = { namespace, name: account.name, uid: account.uid };
+  const secretName = defaultSecretName(client);
+  const secret = op.caches.secrets.get(client.metadata.namespace, secretName);
+  const anchorNames = new Set(anchorsOf(op, client).map((a) => a.metadata?.name as string));
+  const tokens = adoptTokenInSecret(previous.tokens ?? [], secret, anchorNames, policy);
+  const decision = needsNewToken({
+    now,
+    desired: {
+      serviceAccountNamespace: namespace,
+      serviceAccountName: account.name,
+      serviceAccountUid: account.uid,
+      audiences: policy.audiences,
+      expirationSeconds: policy.expirationSeconds,
+      revocationEpoch: client.spec.revocationEpoch,
+    },
+    newest: tokens[0],
+    revokedEpoch: previous.revocationEpoch ?? 0,
+    secret:
+      secret === undefined
+        ? undefined
+        : {
+            claims: secret.tokenClaims,
+            requestedAudiences: secret.metadata?.annotations?.[AUDIENCES_ANNOTATION],
+            requestedExpirationSeconds: secret.metadata?.annotations?.[EXPIRATION_ANNOTATION],
+          },
+    newestAnchorExists: tokens[0] !== undefined && anchorNames.has(tokens[0].id),
+  });
+
+  let current = tokens;
+  let revokeEarlier = false;
+  const resumed = getCondition(previous.conditions, 'Suspended')?.status === 'True';
+  if (decision !== undefined) {
+    const issued = await issueToken(op, client, tier, saRef, policy, secret);
+    revokeEarlier = decision.revokeEarlierTokens;
+    current = [issued, ...tokens.filter((t) => anchorNames.has(t.id))];
+    events.push(eventFor(decision, tokens.length === 0, resumed, previous, tierName));
+    if (decision.reason === 'RenewalDue' || decision.reason === 'Expired') op.metrics.rotated(tierName);
+    else op.metrics.issued(tierName);
+  } else if (secret !== undefined) {
+    await repairSecretMetadata(op, client, secret, tierName);
+  }
+  const retention = planRetention(current, now, policy.gracePeriodMs, revokeEarlier);
+  // Orphans: anchors this client made that neither the status to be written nor the Secret names.
+  const keep = new Set(retention.keep.map((t) => t.id));
+  const inSecret = secret?.tokenClaims !== undefined && secret.tokenClaims !== 'unreadable' ? secret.tokenClaims.boundSecretName : undefined;
+  const orphans = [...anchorNames].filter((n) => !keep.has(n) && !(decision === undefined && n === inSecret));
+  const revoked = await revokeTokens(op, client, [...new Set([...retention.revoke, ...orphans])], log);
+  if (revoked > 0 && decision?.reason === 'RevocationRequested') {
+    events.push({ type: 'Normal', reason: 'Revoked', note: `revoked ${revoked} token(s) for revocationEpoch ${client.spec.revocationEpoch}` });
+  }
+  await releaseServiceAccount(op, client, saRef);
+
+  const newest = retention.keep[0] as IssuedToken;
+  const readyMessage = [`token valid until ${newest.expiresAt}, renewal at ${newest.renewAt}`, ...policy.notes].join('; ');
+  const status: ServiceAccountClientStatus = {
+    ...base,
+    serviceAccount: saRef,
+    secretName,
+    tokens: retention.keep,
+    expiresAt: newest.expiresAt,
+    renewAt: newest.renewAt,
+    revocationEpoch: client.spec.revocationEpoch,
+    conditions: conditionsFor(client, now, [
+      tierResolved,
+      { type: 'Ready', status: 'True', reason: 'TokenIssued', message: readyMessage },
+      { type: 'Suspended', status: 'False', reason: 'Active', message: 'tokens are issued' },
+    ]),
+  };
+  const wakeAt = Math.min(Date.parse(newest.renewAt), retention.nextRevocationAt ?? Infinity, Date.parse(newest.expiresAt));
+  return { status, events, requeueAfterMs: Math.max(50, wakeAt - op.now() + 50) };
+}
+
+/**
+ * A crash between writing the Secret and recording status leaves a token that only the Secret names:
+ * take it into the token list rather than replace it.
+ */
+function adoptTokenInSecret(tokens: IssuedToken[], secret: CachedSecret | undefined, anchors: Set<string>, policy: EffectiveTokenPolicy): IssuedToken[] {
+  const claims = secret?.tokenClaims;
+  if (claims === undefined || claims === 'unreadable' || claims.boundSecretName === undefined) return tokens;
+  const id = claims.boundSecretName;
+  if (!anchors.has(id) || tokens.some((t) => t.id === id)) return tokens;
+  if (tokens[0] !== undefined && Date.parse(tokens[0].issuedAt) > claims.issuedAtMs) return tokens;
+  const adopted: IssuedToken = {
+    id,
+    issuedAt: formatTime(new Date(claims.issuedAtMs)),
+    expiresAt: formatTime(new Date(claims.expiresAtMs)),
+    renewAt: secret?.metadata?.annotations?.[RENEW_AT_ANNOTATION] ?? formatTime(new Date(renewalTime(claims.issuedAtMs, claims.expiresAtMs, policy.renewBeforeMs))),
+  };
+  return [adopted, ...tokens];
+}
+
+function eventFor(decision: ReissueDecision, first: boolean, resumed: boolean, previous: ServiceAccountClientStatus, tierName: string): Outcome['events'][number] {
+  if (resumed) return { type: 'Normal', reason: 'Resumed', note: `resumed: issued a new token in tier ${tierName}` };
+  if (first && decision.reason === 'NotIssued') return { type: 'Normal', reason: 'Issued', note: `issued a token in tier ${tierName}` };
+  if (decision.reason === 'RenewalDue' || decision.reason === 'Expired') return { type: 'Normal', reason: 'Rotated', note: `rotated the token: ${decision.message}` };
+  if (decision.reason === 'RevocationRequested') return { type: 'Normal', reason: 'Issued', note: `issued a fresh token after revocation epoch ${previous.revocationEpoch ?? 0}` };
+  if (decision.repair) return { type: 'Normal', reason: 'Repaired', note: `issued a new token: ${decision.message}` };
+  return { type: 'Normal', reason: 'Issued', note: `issued a new token: ${decision.message}` };
+}
+
+async function suspend(
+  op: OperatorContext,
+  client: Client,
+  base: ServiceAccountClientStatus,
+  tierResolved: { type: 'TierResolved'; status: 'True'; reason: 'Resolved'; message: string },
+  events: Outcome['events'],
+  log: Logger,
+): Promise<Outcome> {
+  const revoked = await revokeTokens(op, client, anchorsOf(op, client).map((a) => a.metadata?.name as string), log);
+  await writeSecret(op, client, base.tier as string, undefined);
+  const wasSuspended = getCondition(base.conditions, 'Suspended')?.status === 'True';
+  const message = 'suspended: every token is revoked and the Secret holds none';
+  return {
+    status: {
+      ...clearedTokens(base),
+      secretName: defaultSecretName(client),
+      conditions: conditionsFor(client, op.now(), [
+        tierResolved,
+        { type: 'Ready', status: 'False', reason: 'Suspended', message },
+        { type: 'Suspended', status: 'True', reason: 'Suspended', message },
+      ]),
+    },
+    events: wasSuspended && revoked === 0 ? events : [...events, { type: 'Normal', reason: 'Suspended', note: `${message} (${revoked} revoked)` }],
+  };
+}
+
+/** Status without tokens, for a client that holds none. */
+function clearedTokens(status: ServiceAccountClientStatus): ServiceAccountClientStatus {
+  const { tokens: _t, expiresAt: _e, renewAt: _r, serviceAccount: _s, ...rest } = status;
+  return { ...rest, tokens: [] };
+}
+
+type ConditionInput = { type: string; status: 'True' | 'False' | 'Unknown'; reason: string; message: string };
+
+function conditionsFor(client: Client, now: number, updates: ConditionInput[]) {
+  let conditions = client.status?.conditions ?? [];
+  for (const update of updates) conditions = setCondition(conditions, update, client.metadata.generation, new Date(now));
+  return conditions;
+}
+
+function withCondition(client: Client, update: ConditionInput, now: number): ServiceAccountClientStatus {
+  return { ...client.status, conditions: conditionsFor(client, now, [update]) };
+}
+
+/** The anchors of this client, wherever they are (a tier move leaves them in the old namespace). */
+function anchorsOf(op: OperatorContext, client: Client): CachedSecret[] {
+  return op.caches.secrets.byIndex(INDEX.anchorByClientUid, client.metadata.uid as string);
+}
+
+/** Deletes anchors by name, which revokes their tokens at the API server. Returns how many went. */
+async function revokeTokens(op: OperatorContext, client: Client, ids: string[], log: Logger): Promise<number> {
+  if (ids.length === 0) return 0;
+  const anchors = new Map(anchorsOf(op, client).map((a) => [a.metadata?.name as string, a]));
+  let revoked = 0;
+  for (const id of ids) {
+    const anchor = anchors.get(id);
+    if (anchor === undefined) continue;
+    try {
+      await op.kube.delete(SECRETS, anchor.metadata?.namespace, id, { preconditions: { uid: anchor.metadata?.uid as string } });
+      revoked++;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+  if (revoked > 0) {
+    op.metrics.revoked(client.status?.tier ?? 'unknown', revoked);
+    log.info({ revoked, ids }, 'revoked tokens');
+  }
+  return revoked;
+}
+
+/** Finds or creates the user's ServiceAccount in the tier namespace; never shares one between users. */
+async function ensureServiceAccount(
+  op: OperatorContext,
+  namespace: string,
+  user: string,
+  tierName: string,
+): Promise<{ name: string; uid: string; collision?: false } | { collision: true }> {
+  for (const name of serviceAccountNameCandidates(user)) {
+    let account: ServiceAccount | undefined = op.caches.serviceAccounts.get(namespace, name);
+    if (account === undefined) {
+      try {
+        account = await op.kube.create<ServiceAccount>(SERVICE_ACCOUNTS, namespace, {
+          apiVersion: 'v1',
+          kind: 'ServiceAccount',
+          metadata: {
+            name,
+            labels: { [MANAGED_BY]: MANAGER, [TIER_LABEL]: tierName },
+            annotations: { [USER_ANNOTATION]: user },
+          },
+        });
+      } catch (err) {
+        if (!isAlreadyExists(err)) throw err;
+        account = await op.kube.get<ServiceAccount>(SERVICE_ACCOUNTS, namespace, name);
+      }
+    }
+    if (account.metadata?.deletionTimestamp !== undefined) throw new Error(`ServiceAccount ${namespace}/${name} is being deleted`);
+    if (account.metadata?.annotations?.[USER_ANNOTATION] === user) {
+      return { name, uid: account.metadata.uid as string };
+    }
+  }
+  return { collision: true };
+}
+
+/**
+ * Deletes the ServiceAccount this client used before, when no other client of the user still uses
+ * it: tokens of a tier the user left must not outlive the move.
+ */
+async function releaseServiceAccount(
+  op: OperatorContext,
+  client: Client,
+  current: { namespace: string; name: string } | undefined,
+): Promise<void> {
+  const before = client.status?.serviceAccount;
+  if (before === undefined) return;
+  if (current !== undefined && before.namespace === current.namespace && before.name === current.name) return;
+  await deleteServiceAccountIfUnused(op, client, before);
+}
+
+export async function deleteServiceAccountIfUnused(
+  op: OperatorContext,
+  client: Client,
+  account: { namespace: string; name: string },
+): Promise<void> {
+  const users = op.caches.clients
+    .byIndex(INDEX.clientByServiceAccount, `${account.namespace}/${account.name}`)
+    .filter((other) => other.metadata.uid !== client.metadata.uid && other.metadata.deletionTimestamp === undefined);
+  if (users.length > 0) return;
+  try {
+    await op.kube.delete(SERVICE_ACCOUNTS, account.namespace, account.name);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+async function issueToken(
+  op: OperatorContext,
+  client: Client,
+  tier: Tier,
+  account: { namespace: string; name: string },
+  policy: EffectiveTokenPolicy,
+  secret: CachedSecret | undefined,
+): Promise<IssuedToken> {
+  const anchorName = `${client.metadata.name.slice(0, 200).replace(/[.-]+$/, '')}-${randomBytes(5).toString('hex')}`;
+  const anchor = await op.kube.create(SECRETS, account.namespace, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: ANCHOR_SECRET_TYPE,
+    metadata: {
+      name: anchorName,
+      labels: {
+        [MANAGED_BY]: MANAGER,
+        [TIER_LABEL]: tier.metadata.name,
+        [CLIENT_NAMESPACE_LABEL]: client.metadata.namespace as string,
+        [CLIENT_UID_LABEL]: client.metadata.uid as string,
+      },
+      annotations: { [CLIENT_ANNOTATION]: `${client.metadata.namespace}/${client.metadata.name}` },
+    },
+  } as CachedSecret);
+  let token: string;
+  try {
+    const response = await op.kube.createSubresource<{ status?: { token?: string } }>(SERVICE_ACCOUNTS, account.namespace, account.name, 'token', {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: {
+        ...(policy.audiences.length > 0 ? { audiences: policy.audiences } : {}),
+        expirationSeconds: policy.expirationSeconds,
+        boundObjectRef: { apiVersion: 'v1', kind: 'Secret', name: anchorName, uid: anchor.metadata?.uid },
+      },
+    });
+    if (!response.status?.token) throw new Error('TokenRequest returned no token');
+    token = response.status.token;
+  } catch (err) {
+    await op.kube.delete(SECRETS, account.namespace, anchorName).catch(() => undefined);
+    throw err;
+  }
+  const claims = readTokenClaims(token);
+  const issuedAtMs = claims?.issuedAtMs ?? op.now();
+  const expiresAtMs = claims?.expiresAtMs ?? op.now() + policy.expirationSeconds * 1000;
+  const issued: IssuedToken = {
+    id: anchorName,
+    issuedAt: formatTime(new Date(issuedAtMs)),
+    expiresAt: formatTime(new Date(expiresAtMs)),
+    renewAt: formatTime(new Date(renewalTime(issuedAtMs, expiresAtMs, policy.renewBeforeMs))),
+  };
+  await writeSecret(op, client, tier.metadata.name, { token, issued, policy }, secret);
+  return issued;
+}
+
+function secretMetadata(client: Client, tierName: string, issued: IssuedToken | undefined, policy: EffectiveTokenPolicy | undefined) {
+  const template = client.spec.secretTemplate ?? {};
+  const annotations: Record<string, string | null> = {
+    ...template.annotations,
+    [CLIENT_ANNOTATION]: client.metadata.name,
+    [TIER_LABEL]: tierName,
+  };
+  if (issued !== undefined && policy !== undefined) {
+    annotations[TOKEN_ID_ANNOTATION] = issued.id;
+    annotations[EXPIRES_AT_ANNOTATION] = issued.expiresAt;
+    annotations[RENEW_AT_ANNOTATION] = issued.renewAt;
+    annotations[AUDIENCES_ANNOTATION] = policy.audiences.join(',');
+    annotations[EXPIRATION_ANNOTATION] = String(policy.expirationSeconds);
+  }
+  return {
+    labels: { ...template.labels, [MANAGED_BY]: MANAGER },
+    annotations,
+    ownerReferences: [
+      {
+        apiVersion: client.apiVersion,
+        kind: client.kind,
+        name: client.metadata.name,
+        uid: client.metadata.uid as string,
+        controller: true,
+      },
+    ],
+  };
+}
+
+/** Writes the client's Secret: with a new token, or (suspended) with none. */
+async function writeSecret(
+  op: OperatorContext,
+  client: Client,
+  tierName: string,
+  content: { token: string; issued: IssuedToken; policy: EffectiveTokenPolicy } | undefined,
+  secret: CachedSecret | undefined = op.caches.secrets.get(client.metadata.namespace, defaultSecretName(client)),
+): Promise<void> {
+  const namespace = client.metadata.namespace as string;
+  const name = defaultSecretName(client);
+  const metadata = secretMetadata(client, tierName, content?.issued, content?.policy);
+  const data = content === undefined ? {} : { [TOKEN_KEY]: Buffer.from(content.token, 'utf8').toString('base64') };
+  if (content === undefined && secret !== undefined && secret.tokenClaims === undefined) return;
+  let written;
+  if (secret === undefined) {
+    try {
+      written = await op.kube.create(SECRETS, namespace, { apiVersion: 'v1', kind: 'Secret', type: TOKEN_SECRET_TYPE, metadata: { name, ...metadata }, data } as CachedSecret);
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+      // Not in the cache, which holds only Secrets labelled as tokenwarden's: someone else's Secret.
+      throw new Error(`Secret ${namespace}/${name} already exists and is not managed by tokenwarden`, { cause: err });
+    }
+  } else {
+    written = await op.kube.patch(SECRETS, namespace, name, { metadata, data: content === undefined ? { [TOKEN_KEY]: null } : data });
+  }
+  op.freshness.wrote(secretRef(namespace, name), written);
+}
+
+/** Puts back labels, annotations and the ownerReference of a Secret edited behind the operator's back. */
+async function repairSecretMetadata(op: OperatorContext, client: Client, secret: CachedSecret, tierName: string): Promise<void> {
+  const want = secretMetadata(client, tierName, undefined, undefined);
+  const meta = secret.metadata ?? {};
+  const drift =
+    Object.entries(want.labels).some(([k, v]) => meta.labels?.[k] !== v) ||
+    Object.entries(want.annotations).some(([k, v]) => meta.annotations?.[k] !== v) ||
+    !(meta.ownerReferences ?? []).some((ref) => ref.uid === client.metadata.uid && ref.controller === true);
+  if (!drift) return;
+  const written = await op.kube.patch(SECRETS, meta.namespace, meta.name as string, { metadata: want });
+  op.freshness.wrote(secretRef(meta.namespace as string, meta.name as string), written);
+}
+
+async function deleteClientSecret(op: OperatorContext, client: Client): Promise<void> {
+  const name = defaultSecretName(client);
+  if (op.caches.secrets.get(client.metadata.namespace, name) === undefined) return;
+  try {
+    await op.kube.delete(SECRETS, client.metadata.namespace, name);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+async function finalize(op: OperatorContext, client: Client, log: Logger): Promise<ReconcileResult> {
+  if (!(client.metadata.finalizers ?? []).includes(CLIENT_FINALIZER)) return;
+  await revokeTokens(op, client, anchorsOf(op, client).map((a) => a.metadata?.name as string), log);
+  if (client.status?.serviceAccount !== undefined) await deleteServiceAccountIfUnused(op, client, client.status.serviceAccount);
+  await op.kube.patch(SERVICE_ACCOUNT_CLIENTS, client.metadata.namespace, client.metadata.name, {
+    metadata: { finalizers: (client.metadata.finalizers ?? []).filter((f) => f !== CLIENT_FINALIZER), resourceVersion: client.metadata.resourceVersion },
+  });
+  log.info('finalized: tokens revoked');
+}
+
+/** Writes status only when it changed, so a steady state makes no writes; then records Events. */
+async function writeStatus(op: OperatorContext, client: Client, outcome: Outcome): Promise<void> {
+  const status = { ...outcome.status, observedGeneration: client.metadata.generation };
+  if (JSON.stringify(normalizeStatus(status)) !== JSON.stringify(normalizeStatus(client.status ?? {}))) {
+    const key = `${client.metadata.namespace}/${client.metadata.name}`;
+    try {
+      const written = await op.kube.patchStatus(SERVICE_ACCOUNT_CLIENTS, client.metadata.namespace, client.metadata.name, { status: nullMissing(status, client.status ?? {}) });
+      op.freshness.wrote(clientRef(key), written);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+  for (const event of outcome.events) void op.events.record(client, event);
+}
+
+/** A merge patch removes a field only when it is null: null out what the new status leaves out. */
+function nullMissing(next: object, previous: object): Record<string, unknown> {
+  const patch: Record<string, unknown> = { ...next };
+  for (const key of Object.keys(previous)) if (patch[key] === undefined) patch[key] = null;
+  return patch;
+}
+
+function normalizeStatus(status: ServiceAccountClientStatus): unknown {
+  const sorted: Record<string, unknown> = Object.fromEntries(Object.entries(status).filter(([, v]) => v !== undefined).sort(([a], [b]) => a.localeCompare(b)));
+  if (Array.isArray(sorted.conditions)) {
+    sorted.conditions = [...(sorted.conditions as { type: string }[])]
+      .map((c) => Object.fromEntries(Object.entries(c).sort(([a], [b]) => a.localeCompare(b))))
+      .sort((a, b) => String(a.type).localeCompare(String(b.type)));
+  }
+  if (Array.isArray(sorted.tokens)) {
+    sorted.tokens = (sorted.tokens as object[]).map((t) => Object.fromEntries(Object.entries(t).sort(([a], [b]) => a.localeCompare(b))));
+  }
+  if (sorted.serviceAccount) {
+    sorted.serviceAccount = Object.fromEntries(Object.entries(sorted.serviceAccount as object).sort(([a], [b]) => a.localeCompare(b)));
+  }
+  return sorted;
+}

@@ -1,0 +1,229 @@
+/**
+ * Tier: the tier namespace with its labels and limit annotations, the access bindings for the group
+ * of the namespace's ServiceAccounts, sweeping what no client uses, and the deletionPolicy.
+ */
+import { Tier, type TierStatus } from '../api/index.ts';
+import { conditionsDiffer, setCondition } from '../controller/conditions.ts';
+import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
+import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
+import { CLUSTER_ROLE_BINDINGS, NAMESPACES, ROLE_BINDINGS, SECRETS, SERVICE_ACCOUNTS, TIERS, type ResourceType } from '../kube/resources.ts';
+import { INDEX, tierNamespace, type Binding, type OperatorContext } from './context.ts';
+import {
+  ANCHOR_SECRET_TYPE,
+  CLIENT_UID_LABEL,
+  MANAGED_BY,
+  MANAGER,
+  REQUESTS_PER_MINUTE_ANNOTATION,
+  TIER_FINALIZER,
+  TIER_LABEL,
+  TOKENS_PER_MINUTE_ANNOTATION,
+} from './labels.ts';
+
+/** A ServiceAccount this young may belong to a client whose status is not written yet. */
+const SWEEP_MIN_AGE_MS = 30_000;
+
+export function tierReconciler(op: OperatorContext): ReconcileFunc {
+  return async (name: string, rctx: ReconcileContext): Promise<ReconcileResult> => {
+    const cached = op.caches.tiers.get(undefined, name);
+    if (cached === undefined) return;
+    const parsed = Tier.safeParse(cached);
+    if (!parsed.success) {
+      rctx.logger.warn({ issues: parsed.error.issues.length }, 'tier does not match the schema');
+      await writeStatus(op, cached, { ...cached.status, conditions: ready(cached, 'False', 'InvalidSpec', parsed.error.message, op.now()) });
+      return;
+    }
+    const tier = parsed.data;
+    const namespace = tierNamespace(tier, op.config.namespacePrefix);
+    const clients = op.caches.clients.byIndex(INDEX.clientByTier, name).length;
+
+    if (tier.metadata.deletionTimestamp !== undefined) return finalize(op, tier, namespace, clients);
+    if (!(tier.metadata.finalizers ?? []).includes(TIER_FINALIZER)) {
+      await op.kube.patch(TIERS, undefined, name, {
+        metadata: { finalizers: [...(tier.metadata.finalizers ?? []), TIER_FINALIZER], resourceVersion: tier.metadata.resourceVersion },
+      });
+    }
+
+    const conflict = await ensureNamespace(op, tier, namespace);
+    if (conflict !== undefined) {
+      await writeStatus(op, tier, { namespace, clients, conditions: ready(tier, 'False', 'NamespaceConflict', conflict, op.now()) });
+      void op.events.warning(tier, 'NamespaceConflict', conflict);
+      return;
+    }
+    await ensureAccess(op, tier, namespace);
+    const sweepAgainInMs = await sweep(op, namespace);
+    await writeStatus(op, tier, {
+      namespace,
+      clients,
+      conditions: ready(tier, 'True', 'Reconciled', `namespace ${namespace} and ${tier.spec.access.length} access rule(s) in place`, op.now()),
+    });
+    if (sweepAgainInMs !== undefined) return { requeueAfterMs: sweepAgainInMs };
+  };
+}
+
+function ready(tier: Tier, status: 'True' | 'False', reason: string, message: string, now: number) {
+  return setCondition(tier.status?.conditions, { type: 'Ready', status, reason, message }, tier.metadata.generation, new Date(now));
+}
+
+function namespaceMetadata(tier: Tier) {
+  const limits = tier.spec.limits;
+  return {
+    labels: { [MANAGED_BY]: MANAGER, [TIER_LABEL]: tier.metadata.name },
+    annotations: {
+      [REQUESTS_PER_MINUTE_ANNOTATION]: limits?.requestsPerMinute === undefined ? null : String(limits.requestsPerMinute),
+      [TOKENS_PER_MINUTE_ANNOTATION]: limits?.tokensPerMinute === undefined ? null : String(limits.tokensPerMinute),
+    },
+  };
+}
+
+/** Creates or corrects the tier namespace; returns a message when the name belongs to something else. */
+async function ensureNamespace(op: OperatorContext, tier: Tier, name: string): Promise<string | undefined> {
+  const want = namespaceMetadata(tier);
+  const existing = op.caches.namespaces.get(undefined, name);
+  if (existing === undefined) {
+    try {
+      const annotations = Object.fromEntries(Object.entries(want.annotations).filter((e): e is [string, string] => e[1] !== null));
+      await op.kube.create(NAMESPACES, undefined, { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: want.labels, annotations } });
+      void op.events.normal(tier, 'NamespaceCreated', `created namespace ${name}`);
+      return;
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+      // Not in the cache, which holds only namespaces labelled as tokenwarden's.
+      return `namespace ${name} exists and is not managed by tokenwarden`;
+    }
+  }
+  const labels = existing.metadata?.labels ?? {};
+  if (labels[TIER_LABEL] !== tier.metadata.name) return `namespace ${name} belongs to tier ${labels[TIER_LABEL] ?? '(none)'}`;
+  const annotations = existing.metadata?.annotations ?? {};
+  const drift = Object.entries(want.annotations).some(([k, v]) => (annotations[k] ?? null) !== v);
+  if (drift) await op.kube.patch(NAMESPACES, undefined, name, { metadata: { annotations: want.annotations } });
+  return undefined;
+}
+
+interface DesiredBinding {
+  type: ResourceType;
+  namespace: string | undefined;
+  name: string;
+  clusterRole: string;
+}
+
+function bindingName(tier: Tier, clusterRole: string, prefix: string): string {
+  const role = clusterRole.toLowerCase().replace(/[^a-z0-9.-]+/g, '-');
+  return `${prefix}-tier-${tier.metadata.name}-${role}`.slice(0, 253).replace(/[.-]+$/, '');
+}
+
+function desiredBindings(op: OperatorContext, tier: Tier): DesiredBinding[] {
+  return tier.spec.access.flatMap((rule): DesiredBinding[] => {
+    const name = bindingName(tier, rule.clusterRole, op.config.namespacePrefix);
+    if (rule.namespaces.length === 0) return [{ type: CLUSTER_ROLE_BINDINGS, namespace: undefined, name, clusterRole: rule.clusterRole }];
+    return rule.namespaces.map((namespace) => ({ type: ROLE_BINDINGS, namespace, name, clusterRole: rule.clusterRole }));
+  });
+}
+
+/** RoleBindings and ClusterRoleBindings granting the tier's roles to its ServiceAccounts' group. */
+async function ensureAccess(op: OperatorContext, tier: Tier, namespace: string): Promise<void> {
+  const subjects = [{ kind: 'Group', apiGroup: 'rbac.authorization.k8s.io', name: `system:serviceaccounts:${namespace}` }];
+  const desired = desiredBindings(op, tier);
+  const wanted = new Set(desired.map((d) => `${d.type.kind}/${d.namespace ?? ''}/${d.name}`));
+  for (const d of desired) {
+    const cache = d.type === ROLE_BINDINGS ? op.caches.roleBindings : op.caches.clusterRoleBindings;
+    const existing = cache.get(d.namespace, d.name);
+    const roleRef = { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: d.clusterRole };
+    if (existing !== undefined && existing.roleRef?.name === d.clusterRole && JSON.stringify(existing.subjects) === JSON.stringify(subjects)) continue;
+    if (existing !== undefined) {
+      // roleRef is immutable: replace the binding rather than patch it.
+      await deleteIgnoringMissing(op, d.type, d.namespace, d.name);
+    }
+    try {
+      await op.kube.create<Binding>(d.type, d.namespace, {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: d.type.kind,
+        metadata: { name: d.name, labels: { [MANAGED_BY]: MANAGER, [TIER_LABEL]: tier.metadata.name } },
+        roleRef,
+        subjects,
+      });
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+    }
+  }
+  for (const stale of ownedBindings(op, tier.metadata.name)) {
+    if (!wanted.has(`${stale.type.kind}/${stale.namespace ?? ''}/${stale.name}`)) await deleteIgnoringMissing(op, stale.type, stale.namespace, stale.name);
+  }
+}
+
+function ownedBindings(op: OperatorContext, tierName: string): { type: ResourceType; namespace: string | undefined; name: string }[] {
+  const of = (type: ResourceType, list: Binding[]) =>
+    list.map((b) => ({ type, namespace: b.metadata?.namespace, name: b.metadata?.name as string }));
+  return [
+    ...of(ROLE_BINDINGS, op.caches.roleBindings.byIndex(INDEX.byTier, tierName)),
+    ...of(CLUSTER_ROLE_BINDINGS, op.caches.clusterRoleBindings.byIndex(INDEX.byTier, tierName)),
+  ];
+}
+
+async function deleteIgnoringMissing(op: OperatorContext, type: ResourceType, namespace: string | undefined, name: string): Promise<void> {
+  try {
+    await op.kube.delete(type, namespace, name);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+/**
+ * Deletes, in the tier namespace, ServiceAccounts no client uses and anchors whose client is gone,
+ * so nothing outlives its purpose even after a crash. Returns when to look again for objects too
+ * young to judge.
+ */
+async function sweep(op: OperatorContext, namespace: string): Promise<number | undefined> {
+  const now = op.now();
+  let again: number | undefined;
+  for (const account of op.caches.serviceAccounts.byIndex('namespace', namespace)) {
+    const name = account.metadata?.name as string;
+    if (op.caches.clients.byIndex(INDEX.clientByServiceAccount, `${namespace}/${name}`).length > 0) continue;
+    const age = now - Date.parse(account.metadata?.creationTimestamp ?? '');
+    if (!(age >= SWEEP_MIN_AGE_MS)) {
+      again = Math.min(again ?? Infinity, SWEEP_MIN_AGE_MS - (Number.isNaN(age) ? 0 : age) + 100);
+      continue;
+    }
+    await deleteIgnoringMissing(op, SERVICE_ACCOUNTS, namespace, name);
+  }
+  for (const anchor of op.caches.secrets.byIndex('namespace', namespace)) {
+    if (anchor.type !== ANCHOR_SECRET_TYPE) continue;
+    const uid = anchor.metadata?.labels?.[CLIENT_UID_LABEL];
+    if (uid !== undefined && op.caches.clients.byIndex(INDEX.clientByUid, uid).length > 0) continue;
+    await deleteIgnoringMissing(op, SECRETS, namespace, anchor.metadata?.name as string);
+  }
+  return again;
+}
+
+async function finalize(op: OperatorContext, tier: Tier, namespace: string, clients: number): Promise<ReconcileResult> {
+  if (!(tier.metadata.finalizers ?? []).includes(TIER_FINALIZER)) return;
+  if (clients > 0) {
+    // Clients resolve away from a tier being deleted; wait until they have moved.
+    for (const client of op.caches.clients.byIndex(INDEX.clientByTier, tier.metadata.name)) {
+      op.enqueueClient(`${client.metadata.namespace}/${client.metadata.name}`);
+    }
+    return { requeueAfterMs: 1000 };
+  }
+  for (const binding of ownedBindings(op, tier.metadata.name)) await deleteIgnoringMissing(op, binding.type, binding.namespace, binding.name);
+  if (tier.spec.deletionPolicy === 'Delete' && op.caches.namespaces.get(undefined, namespace) !== undefined) {
+    await deleteIgnoringMissing(op, NAMESPACES, undefined, namespace);
+  }
+  await op.kube.patch(TIERS, undefined, tier.metadata.name, {
+    metadata: { finalizers: (tier.metadata.finalizers ?? []).filter((f) => f !== TIER_FINALIZER), resourceVersion: tier.metadata.resourceVersion },
+  });
+}
+
+async function writeStatus(op: OperatorContext, tier: Tier, status: TierStatus): Promise<void> {
+  const next = { ...status, observedGeneration: tier.metadata.generation };
+  const current = tier.status ?? {};
+  const same =
+    current.namespace === next.namespace &&
+    current.clients === next.clients &&
+    current.observedGeneration === next.observedGeneration &&
+    !conditionsDiffer(current.conditions, next.conditions);
+  if (same) return;
+  try {
+    await op.kube.patchStatus(TIERS, undefined, tier.metadata.name, { status: next });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
