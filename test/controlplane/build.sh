@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and kubectl from the Go modules beside this
-# script, once. The binaries are cached under a folder keyed by the modules' go.sum, so a version
-# bump rebuilds and everything else starts in seconds. Prints the folder holding the binaries.
+# Builds etcd, kube-apiserver, kube-controller-manager, kubectl and pki (the test certificate
+# writer in kube/pki) from the Go modules beside this script, once. The binaries are cached under a
+# folder keyed by the modules' go.sum, so a version bump rebuilds and everything else starts in
+# seconds. Prints the folder holding the binaries.
+#   build.sh --dir   prints the folder without building anything (it may not exist yet).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -10,30 +12,56 @@ kube_version=$(awk '/^require k8s.io\/kubernetes/ {print $3}' "$here/kube/go.mod
 etcd_version=$(awk '/^require go.etcd.io\/etcd\/server\/v3/ {print $3}' "$here/etcd/go.mod")
 cache=${TOKENWARDEN_CONTROLPLANE_CACHE:-$root/.cache/controlplane}
 out="$cache/kubernetes-$kube_version-etcd-$etcd_version-$key"
-binaries=(etcd kube-apiserver kube-controller-manager kubectl)
+if [ "${1:-}" = "--dir" ]; then echo "$out"; exit 0; fi
 
-complete=1
-for b in "${binaries[@]}"; do [ -x "$out/$b" ] || complete=0; done
-if [ "$complete" = 1 ]; then echo "$out"; exit 0; fi
+# pki is tiny and edited in place, so it is keyed by its own source rather than by go.sum: a
+# change to it rebuilds it alone (a second), never the multi-minute Kubernetes binaries.
+pki_sum=$(cat "$here/kube/pki/main.go" | sha256sum | cut -c1-12)
+# module-dir package binary
+targets=(
+  "etcd go.etcd.io/etcd/server/v3 etcd"
+  "kube k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver"
+  "kube k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager"
+  "kube k8s.io/kubernetes/cmd/kubectl kubectl"
+  "kube ./pki pki"
+)
+fresh() { # binary
+  [ -x "$out/$1" ] || return 1
+  if [ "$1" = pki ]; then [ "$(cat "$out/pki.src" 2>/dev/null)" = "$pki_sum" ] || return 1; fi
+}
+complete() { for t in "${targets[@]}"; do set -- $t; fresh "$3" || return 1; done; }
+if complete; then echo "$out"; exit 0; fi
 
 command -v go >/dev/null || { echo "build.sh: the Go toolchain is needed to build the control plane" >&2; exit 1; }
-mkdir -p "$out.partial"
 log() { echo "[controlplane] $*" >&2; }
+mkdir -p "$cache"
+# Two callers at once (make controlplane-up and a test run) would compile everything twice on two
+# cores: the second one waits and then finds the binaries built.
+exec 9>"$cache/.build.lock"
+if ! flock -n 9; then log "another build of the control plane is running; waiting for it..."; flock 9; fi
+if complete; then echo "$out"; exit 0; fi
+
+mkdir -p "$out"
 build() { # module-dir package binary
   local started=$SECONDS
-  log "building $3 (first run only; several minutes on 2 cores)..."
-  # A heartbeat so a long compile never looks like a hang.
-  ( while sleep 30; do log "  still building $3 ($((SECONDS - started))s)"; done ) &
+  if [ "$3" = pki ]; then log "building pki..."; else log "building $3 (first run only; several minutes on 2 cores)..."; fi
+  # A heartbeat so a long compile never looks like a hang. Its sleep is killed with it: a stray
+  # sleep would hold our stdout open and keep a caller reading it waiting for up to 30s.
+  ( trap 'kill $s 2>/dev/null; exit 0' TERM
+    while :; do sleep 30 & s=$!; wait $s; log "  still building $3 ($((SECONDS - started))s)"; done ) >/dev/null &
   local beat=$!
-  (cd "$here/$1" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.partial/$3" "$2") || { kill $beat; exit 1; }
+  # Written beside the target and renamed, so a cached binary is never half written.
+  (cd "$here/$1" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out/.$3.tmp" "$2") || { kill $beat; exit 1; }
+  mv -f "$out/.$3.tmp" "$out/$3"
   kill $beat 2>/dev/null; wait $beat 2>/dev/null || true
   log "built $3 in $((SECONDS - started))s"
 }
 total=$SECONDS
-build etcd go.etcd.io/etcd/server/v3 etcd
-build kube k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver
-build kube k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager
-build kube k8s.io/kubernetes/cmd/kubectl kubectl
-rm -rf "$out" && mv "$out.partial" "$out"
+for t in "${targets[@]}"; do
+  set -- $t
+  fresh "$3" && continue
+  build "$1" "$2" "$3"
+  if [ "$3" = pki ]; then echo "$pki_sum" > "$out/pki.src"; fi
+done
 log "control plane built in $((SECONDS - total))s: $out"
 echo "$out"
