@@ -1,0 +1,232 @@
+/**
+ * The informer against a real API server: it sees adds, updates and deletes; a stop/start
+ * emits what changed meanwhile; a too-old resourceVersion (410) leads to a relist; a watch the
+ * server closes, or one that goes silent past the watchdog, is restarted without losing events.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Informer } from '../../src/controller/informer.ts';
+import { createLogger } from '../../src/controller/logger.ts';
+import { KubeClient } from '../../src/kube/client.ts';
+import { isAlreadyExists } from '../../src/kube/errors.ts';
+import { CONFIG_MAPS, resourceType, type KubeObject } from '../../src/kube/resources.ts';
+import { adminKubeConfig, createTestNamespace, waitFor } from './support/cluster.ts';
+
+interface ConfigMap extends KubeObject {
+  data?: Record<string, string>;
+}
+
+const LABEL = 'tokenwarden.io/informer-test';
+
+type Seen = { kind: 'add' | 'update' | 'delete'; name: string; data?: string; oldData?: string };
+
+function recorder(): { seen: Seen[]; handler: Parameters<Informer<ConfigMap>['addEventHandler']>[0] } {
+  const seen: Seen[] = [];
+  return {
+    seen,
+    handler: {
+      onAdd: (o) => seen.push({ kind: 'add', name: o.metadata?.name ?? '', data: o.data?.v }),
+      onUpdate: (old, o) => seen.push({ kind: 'update', name: o.metadata?.name ?? '', data: o.data?.v, oldData: old.data?.v }),
+      onDelete: (o) => seen.push({ kind: 'delete', name: o.metadata?.name ?? '', data: o.data?.v }),
+    },
+  };
+}
+
+function logCapture(): { lines: Record<string, unknown>[]; logger: ReturnType<typeof createLogger> } {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger({ level: 'debug', destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
+  return { lines, logger };
+}
+
+let client: KubeClient;
+let ns: string;
+
+const CRDS = resourceType('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', 'CustomResourceDefinition', false);
+const WIDGET_GROUP = 'informer-test.tokenwarden.io';
+const WIDGETS = resourceType(WIDGET_GROUP, 'v1', 'widgets', 'Widget', true);
+
+/** A throwaway namespaced CRD (shared by the run; deleted with the control plane). */
+async function ensureWidgetCrd(): Promise<void> {
+  const name = `widgets.${WIDGET_GROUP}`;
+  try {
+    await client.create(CRDS, undefined, {
+      metadata: { name },
+      spec: {
+        group: WIDGET_GROUP,
+        scope: 'Namespaced',
+        names: { plural: 'widgets', singular: 'widget', kind: 'Widget', listKind: 'WidgetList' },
+        versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+      },
+    } as KubeObject);
+  } catch (err) {
+    if (!isAlreadyExists(err)) throw err;
+  }
+  await waitFor(
+    async () => {
+      const crd = await client.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(CRDS, undefined, name);
+      return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+    },
+    { description: 'the Widget CRD to be established' },
+  );
+  await waitFor(async () => (await client.list(WIDGETS, ns)).resourceVersion !== '', { description: 'widgets to be served' });
+}
+
+const cm = (name: string, v: string): ConfigMap => ({ metadata: { name, labels: { [LABEL]: 'yes' } }, data: { v } });
+const has = (seen: Seen[], s: Partial<Seen>): boolean => seen.some((e) => Object.entries(s).every(([k, v]) => e[k as keyof Seen] === v));
+
+beforeAll(async () => {
+  client = new KubeClient(adminKubeConfig());
+  ns = await createTestNamespace('informer');
+});
+
+afterAll(async () => {
+  await client?.close();
+});
+
+describe('Informer', () => {
+  it('lists, then sees adds, updates and deletes', async () => {
+    await client.create(CONFIG_MAPS, ns, cm('pre', '0'));
+    const { seen, handler } = recorder();
+    const inf = new Informer<ConfigMap>({ client, type: CONFIG_MAPS, namespace: ns, labelSelector: `${LABEL}=yes`, handlers: [handler] });
+    inf.start();
+    try {
+      await inf.waitForSync(AbortSignal.timeout(20_000));
+      expect(inf.hasSynced()).toBe(true);
+      expect(seen).toEqual([{ kind: 'add', name: 'pre', data: '0' }]);
+      expect(inf.get(ns, 'pre')?.data?.v).toBe('0');
+      expect(inf.get(ns, 'pre')?.kind).toBe('ConfigMap');
+
+      await client.create(CONFIG_MAPS, ns, cm('a', '1'));
+      await waitFor(async () => has(seen, { kind: 'add', name: 'a', data: '1' }), { description: 'add of a' });
+      await client.patch(CONFIG_MAPS, ns, 'a', { data: { v: '2' } });
+      await waitFor(async () => has(seen, { kind: 'update', name: 'a', data: '2', oldData: '1' }), { description: 'update of a' });
+      expect(inf.get(ns, 'a')?.data?.v).toBe('2');
+      await client.delete(CONFIG_MAPS, ns, 'a');
+      await waitFor(async () => has(seen, { kind: 'delete', name: 'a' }), { description: 'delete of a' });
+      expect(inf.get(ns, 'a')).toBeUndefined();
+
+      // A ConfigMap without the label is not ours.
+      await client.create(CONFIG_MAPS, ns, { metadata: { name: 'unlabelled' }, data: { v: 'x' } });
+      await client.create(CONFIG_MAPS, ns, cm('after', '1'));
+      await waitFor(async () => has(seen, { kind: 'add', name: 'after' }), { description: 'add of after' });
+      expect(has(seen, { name: 'unlabelled' })).toBe(false);
+    } finally {
+      await inf.stop();
+    }
+  });
+
+  it('emits what changed while it was stopped when started again', async () => {
+    const sub = await createTestNamespace('informer-restart');
+    await client.create(CONFIG_MAPS, sub, cm('stays', '1'));
+    await client.create(CONFIG_MAPS, sub, cm('changes', '1'));
+    await client.create(CONFIG_MAPS, sub, cm('goes', '1'));
+    const { seen, handler } = recorder();
+    const inf = new Informer<ConfigMap>({ client, type: CONFIG_MAPS, namespace: sub, labelSelector: `${LABEL}=yes`, handlers: [handler] });
+    inf.start();
+    try {
+      await inf.waitForSync(AbortSignal.timeout(20_000));
+      expect(seen.filter((s) => s.kind === 'add').length).toBe(3);
+      await inf.stop();
+      seen.length = 0;
+
+      await client.patch(CONFIG_MAPS, sub, 'changes', { data: { v: '2' } });
+      await client.delete(CONFIG_MAPS, sub, 'goes');
+      await client.create(CONFIG_MAPS, sub, cm('new', '1'));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(seen).toEqual([]);
+
+      inf.start();
+      await waitFor(async () => seen.length >= 3, { description: 'the diff after restart' });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(seen.sort((a, b) => a.name.localeCompare(b.name))).toEqual([
+        { kind: 'update', name: 'changes', data: '2', oldData: '1' },
+        { kind: 'delete', name: 'goes', data: '1' },
+        { kind: 'add', name: 'new', data: '1' },
+      ]);
+      expect(inf.list().map((o) => o.metadata?.name).sort()).toEqual(['changes', 'new', 'stays']);
+
+      await client.create(CONFIG_MAPS, sub, cm('live', '1'));
+      await waitFor(async () => has(seen, { kind: 'add', name: 'live' }), { description: 'watch after restart' });
+    } finally {
+      await inf.stop();
+    }
+  });
+
+  it('relists when the watch starts from a too-old resourceVersion (410 Gone)', async () => {
+    // A custom resource: its watch cache starts when the CRD is established, so resourceVersion 1
+    // is older than anything it holds and the API server answers 410 (configmaps' cache, started
+    // with the cluster, would still accept it on a fresh control plane).
+    await ensureWidgetCrd();
+    const sub = await createTestNamespace('informer-gone');
+    const { lines, logger } = logCapture();
+    const { seen, handler } = recorder();
+    const inf = new Informer<ConfigMap>({ client, type: WIDGETS, namespace: sub, handlers: [handler], logger });
+    inf.start();
+    try {
+      await inf.waitForSync(AbortSignal.timeout(20_000));
+      expect(lines.filter((l) => l.msg === 'listed').length).toBe(1);
+      await client.create(WIDGETS, sub, { metadata: { name: 'before' }, data: { v: '1' } } as ConfigMap);
+      await waitFor(async () => has(seen, { kind: 'add', name: 'before' }), { description: 'add of before' });
+
+      inf.restartWatch('1');
+      await waitFor(async () => lines.some((l) => l.msg === 'resourceVersion too old; relisting'), { description: 'the 410' });
+      await waitFor(async () => lines.filter((l) => l.msg === 'listed').length === 2, { description: 'the relist' });
+      expect(inf.lastResourceVersion()).not.toBe('1');
+      // The relist found nothing new: no duplicate add.
+      expect(seen.filter((s) => s.name === 'before').length).toBe(1);
+
+      // And it keeps watching afterwards.
+      await client.create(WIDGETS, sub, { metadata: { name: 'after-gone' }, data: { v: '1' } } as ConfigMap);
+      await waitFor(async () => has(seen, { kind: 'add', name: 'after-gone' }), { description: 'add after the relist' });
+      expect(seen.filter((s) => s.name === 'after-gone').length).toBe(1);
+    } finally {
+      await inf.stop();
+    }
+  });
+
+  it('restarts watches the server closes, and watches the watchdog finds silent', async () => {
+    const sub = await createTestNamespace('informer-restarts');
+    const { lines, logger } = logCapture();
+    const { seen, handler } = recorder();
+    const inf = new Informer<ConfigMap>({
+      client,
+      type: CONFIG_MAPS,
+      namespace: sub,
+      labelSelector: `${LABEL}=yes`,
+      handlers: [handler],
+      logger,
+      watchTimeoutSeconds: [1, 1],
+      watchdogMs: 60_000,
+    });
+    const silent = new Informer<ConfigMap>({ client, type: CONFIG_MAPS, namespace: sub, labelSelector: `${LABEL}=yes`, logger, watchdogMs: 700 });
+    inf.start();
+    silent.start();
+    try {
+      await inf.waitForSync(AbortSignal.timeout(20_000));
+      await silent.waitForSync(AbortSignal.timeout(20_000));
+      await waitFor(async () => lines.filter((l) => l.msg === 'watch closed; restarting').length >= 2, { description: 'server-side closes', timeoutMs: 20_000 });
+      await waitFor(async () => lines.some((l) => l.msg === 'watch silent too long; restarting'), { description: 'the watchdog', timeoutMs: 20_000 });
+      await client.create(CONFIG_MAPS, sub, cm('still-seen', '1'));
+      await waitFor(async () => has(seen, { kind: 'add', name: 'still-seen' }), { description: 'add across restarts' });
+      await waitFor(async () => silent.get(sub, 'still-seen') !== undefined, { description: 'the silent informer caught up' });
+      // Restarts from the last resourceVersion: no relist, no duplicate add.
+      expect(lines.filter((l) => l.msg === 'listed').length).toBe(2);
+      expect(seen.filter((s) => s.name === 'still-seen').length).toBe(1);
+    } finally {
+      await inf.stop();
+      await silent.stop();
+    }
+  });
+
+  it('rejects waitForSync when stopped before it synced, and honours an abort signal', async () => {
+    const inf = new Informer<ConfigMap>({ client, type: CONFIG_MAPS, namespace: ns });
+    const ac = new AbortController();
+    const aborted = inf.waitForSync(ac.signal);
+    ac.abort(new Error('gave up'));
+    await expect(aborted).rejects.toThrow('gave up');
+    inf.start();
+    const pending = inf.waitForSync();
+    await inf.stop();
+    if (!inf.hasSynced()) await expect(pending).rejects.toThrow(/stopped before it synced/);
+    else await expect(pending).resolves.toBeUndefined();
+  });
+});
