@@ -1,0 +1,91 @@
+# tokenwarden: `make dev` runs the whole thing locally, `make test` proves it. `make help` lists targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# Node 24 comes from the npm registry (the `node` package) into node_modules/.bin, so it goes first.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+NODE_DEPS := node_modules/.package-lock.json
+DEV := .dev
+DEV_KUBECONFIG := $(DEV)/kubeconfig
+# The kubectl built with the local control plane (same version as the API server).
+LOCAL_KUBECTL = $$(bash test/controlplane/build.sh)/kubectl
+# For `make install`/`run` against an existing cluster: your kubectl and KUBECONFIG.
+KUBECTL ?= kubectl
+
+$(NODE_DEPS): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: help
+help: ## List targets.
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
+
+##@ Development
+.PHONY: dev
+dev: $(NODE_DEPS) controlplane-up ## Local control plane, CRDs, samples and the operator (in the background); prints the resources.
+	KUBECONFIG=$(DEV_KUBECONFIG) $(LOCAL_KUBECTL) apply --server-side -f crds/ >/dev/null
+	KUBECONFIG=$(DEV_KUBECONFIG) $(LOCAL_KUBECTL) wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
+	node tools/dev.ts up
+
+.PHONY: dev-down
+dev-down: ## Stop the operator started by `make dev` and the local control plane.
+	node tools/dev.ts down
+	node test/controlplane/launcher.ts down
+
+.PHONY: controlplane-build
+controlplane-build: ## Build etcd, kube-apiserver, kube-controller-manager and kubectl from source (cached).
+	@bash test/controlplane/build.sh >/dev/null
+
+.PHONY: controlplane-up
+controlplane-up: $(NODE_DEPS) controlplane-build ## Start the local control plane in the background; writes .dev/kubeconfig.
+	node test/controlplane/launcher.ts up
+
+.PHONY: controlplane-down
+controlplane-down: $(NODE_DEPS) ## Stop the local control plane and remove its state.
+	node test/controlplane/launcher.ts down
+
+.PHONY: manifests
+manifests: $(NODE_DEPS) ## Generate crds/ and docs/api-reference.md from src/api/.
+	node tools/generate.ts
+
+.PHONY: install
+install: ## Apply the CRDs to the cluster of the current KUBECONFIG.
+	$(KUBECTL) apply --server-side -f crds/
+
+.PHONY: uninstall
+uninstall: ## Delete the CRDs (and with them every tokenwarden resource) from the current cluster.
+	$(KUBECTL) delete -f crds/ --ignore-not-found
+
+.PHONY: samples
+samples: ## Apply config/samples to the current cluster.
+	$(KUBECTL) apply -k config/samples
+
+.PHONY: run
+run: $(NODE_DEPS) ## Run the operator in the foreground against the current KUBECONFIG.
+	node src/main.ts
+
+##@ Verification
+.PHONY: test
+test: $(NODE_DEPS) verify-generated typecheck lint controlplane-build ## Everything: generated files, types, lint, unit and integration tests.
+	vitest run
+
+.PHONY: test-unit
+test-unit: $(NODE_DEPS) ## Unit tests only (no cluster).
+	vitest run --project unit
+
+.PHONY: test-integration
+test-integration: $(NODE_DEPS) controlplane-build ## Integration tests against a real control plane built from source.
+	vitest run --project integration
+
+.PHONY: verify-generated
+verify-generated: $(NODE_DEPS) ## Fail when crds/ or docs/api-reference.md are stale.
+	node tools/generate.ts --check
+
+.PHONY: typecheck
+typecheck: $(NODE_DEPS) ## tsc --noEmit over src, test and tools.
+	tsc -p tsconfig.json
+
+.PHONY: lint
+lint: $(NODE_DEPS) ## eslint.
+	eslint .
