@@ -167,18 +167,21 @@ export interface RetentionPlan {
 }
 
 /**
- * Which of the client's tokens stay valid: the newest always; earlier ones until the grace period
- * after the newest was issued ends, or they expire; none at all when earlier tokens are revoked.
+ * Which of the client's tokens stay valid: the newest always; each earlier one until the grace
+ * period after its successor was issued ends, or it expires; none at all when earlier tokens are
+ * revoked. Measuring from the successor, not the newest, matters when rotations come faster than
+ * the grace period: otherwise every rotation would extend the life of all older tokens.
  */
 export function planRetention(tokens: readonly IssuedToken[], now: number, gracePeriodMs: number, revokeEarlier: boolean): RetentionPlan {
-  const [newest, ...earlier] = tokens;
+  const [newest] = tokens;
   if (newest === undefined) return { keep: [], revoke: [] };
-  const graceEnds = Date.parse(newest.issuedAt) + gracePeriodMs;
   const keep = [newest];
   const revoke: string[] = [];
   let nextRevocationAt: number | undefined;
-  for (const token of earlier) {
-    const endsAt = Math.min(graceEnds, Date.parse(token.expiresAt));
+  for (let i = 1; i < tokens.length; i++) {
+    const token = tokens[i] as IssuedToken;
+    const successor = tokens[i - 1] as IssuedToken;
+    const endsAt = Math.min(Date.parse(successor.issuedAt) + gracePeriodMs, Date.parse(token.expiresAt));
     if (revokeEarlier || now >= endsAt) {
       revoke.push(token.id);
     } else {
