@@ -4,7 +4,15 @@ import { conditionsDiffer, setCondition } from '../controller/conditions.ts';
 import type { ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
 import { isNotFound } from '../kube/errors.ts';
 import { TENANT_BINDINGS, splitKey } from '../kube/resources.ts';
+import type { ServiceAccountClient } from '../api/index.ts';
 import { INDEX, liveTiers, type OperatorContext } from './context.ts';
+import { resolveClientTier } from './resolution.ts';
+
+/** A client that asked for its tier counts for the binding only if this binding is what granted it. */
+function grantedThrough(op: OperatorContext, client: ServiceAccountClient, binding: string): boolean {
+  const resolution = resolveClientTier(op, client);
+  return resolution.resolved && resolution.binding?.metadata.name === binding;
+}
 
 export function tenantBindingReconciler(op: OperatorContext): ReconcileFunc {
   return async (key: string): Promise<ReconcileResult> => {
@@ -18,7 +26,8 @@ export function tenantBindingReconciler(op: OperatorContext): ReconcileFunc {
     const source = `TenantBinding/${name}`;
     const clients = op.caches.clients
       .byIndex(INDEX.clientByNamespace, namespace as string)
-      .filter((client) => client.status?.tierReason === source || (client.status?.tierReason === 'Requested' && client.status.tier === tierName)).length;
+      .filter((client) => client.status?.tierReason === source || (client.status?.tierReason === 'Requested' && grantedThrough(op, client, name)))
+      .length;
     const [status, reason, message] = !parsed.success
       ? (['False', 'InvalidSpec', parsed.error.message] as const)
       : tierExists
