@@ -1,0 +1,133 @@
+/**
+ * Issue 3, "Done when" 1: a Tier with access rules yields its namespace (labels, annotations) and
+ * bindings; a token of that tier passes a SubjectAccessReview for the granted role and fails for an
+ * ungranted one.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createTestNamespace } from '../support/cluster.ts';
+import {
+  MANAGED_BY,
+  R,
+  TIER_LABEL,
+  createClient,
+  createTier,
+  kube,
+  review,
+  scopedName,
+  startOperator,
+  tierNamespace,
+  trackClusterObject,
+  waitForClientReady,
+  waitForTierReady,
+  type KObject,
+  type OperatorProcess,
+  type Tier,
+} from '../support/operator.ts';
+
+interface Binding extends KObject {
+  roleRef: { apiGroup: string; kind: string; name: string };
+  subjects?: { kind: string; name: string; apiGroup?: string; namespace?: string }[];
+}
+
+let op: OperatorProcess;
+let clientNs: string;
+let modelsNs: string;
+let otherNs: string;
+let modelUser: string;
+let catalogReader: string;
+let tier: Tier;
+let tierNs: string;
+let aud: string;
+const catalogGroup = 'catalog.tokenwarden-test.io';
+
+beforeAll(async () => {
+  op = await startOperator({ name: 'tier' });
+  clientNs = await createTestNamespace(`${op.prefix}-tenant`);
+  modelsNs = await createTestNamespace(`${op.prefix}-models`);
+  otherNs = await createTestNamespace(`${op.prefix}-other`);
+  modelUser = scopedName(op, 'model-user');
+  catalogReader = scopedName(op, 'catalog-reader');
+  await kube.create(R.clusterRole, undefined, {
+    metadata: { name: modelUser, labels: { ...op.labels } },
+    rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list'] }],
+  });
+  trackClusterObject(R.clusterRole, modelUser);
+  await kube.create(R.clusterRole, undefined, {
+    metadata: { name: catalogReader, labels: { ...op.labels } },
+    rules: [{ apiGroups: [catalogGroup], resources: ['models'], verbs: ['get'] }],
+  });
+  trackClusterObject(R.clusterRole, catalogReader);
+  aud = `${op.prefix}-gateway`;
+  tier = await createTier(op, 'premium', {
+    displayName: 'Premium',
+    level: 20,
+    groups: [`${op.prefix}-premium-users`],
+    token: { audiences: [aud] },
+    access: [
+      { clusterRole: modelUser, namespaces: [modelsNs] },
+      { clusterRole: catalogReader },
+    ],
+    limits: { requestsPerMinute: 600, tokensPerMinute: 50000 },
+  });
+  tierNs = tierNamespace(op, tier.metadata.name);
+});
+
+async function sar(user: string, groups: string[], attrs: { namespace?: string; verb: string; group: string; resource: string }): Promise<boolean> {
+  const result = await kube.post<{ status?: { allowed?: boolean } }>('/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+    apiVersion: 'authorization.k8s.io/v1',
+    kind: 'SubjectAccessReview',
+    spec: { user, groups, resourceAttributes: attrs },
+  });
+  return result.status?.allowed === true;
+}
+
+describe('1: a Tier yields its namespace and access bindings', () => {
+  it('creates the tier namespace with the tier label and the limits as annotations, and reports it in status', async () => {
+    const ready = await waitForTierReady(tier.metadata.name);
+    expect(ready.status?.namespace).toBe(tierNs);
+    const ns = await kube.get(R.namespace, undefined, tierNs);
+    expect(ns.metadata.labels).toMatchObject({ [MANAGED_BY]: 'tokenwarden', [TIER_LABEL]: tier.metadata.name });
+    expect(ns.metadata.annotations).toMatchObject({
+      'tokenwarden.io/requests-per-minute': '600',
+      'tokenwarden.io/tokens-per-minute': '50000',
+    });
+  });
+
+  it('binds each access rule to the group of the tier namespace: a RoleBinding per listed namespace, else a ClusterRoleBinding', async () => {
+    await waitForTierReady(tier.metadata.name);
+    const group = { kind: 'Group', name: `system:serviceaccounts:${tierNs}` };
+    const rb = await kube.get<Binding>(R.roleBinding, modelsNs, `${op.namespacePrefix}-tier-${tier.metadata.name}-${modelUser}`);
+    expect(rb.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: modelUser });
+    expect(rb.subjects).toEqual([expect.objectContaining(group)]);
+    const crb = await kube.get<Binding>(R.clusterRoleBinding, undefined, `${op.namespacePrefix}-tier-${tier.metadata.name}-${catalogReader}`);
+    expect(crb.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: catalogReader });
+    expect(crb.subjects).toEqual([expect.objectContaining(group)]);
+    // The namespaced rule yields no ClusterRoleBinding, and no RoleBinding elsewhere.
+    expect(await kube.tryGet(R.clusterRoleBinding, undefined, `${op.namespacePrefix}-tier-${tier.metadata.name}-${modelUser}`)).toBeNull();
+    expect(await kube.tryGet(R.roleBinding, otherNs, `${op.namespacePrefix}-tier-${tier.metadata.name}-${modelUser}`)).toBeNull();
+  });
+
+  it('gives a token of the tier the granted access and nothing else (SubjectAccessReview of its TokenReview identity)', async () => {
+    await waitForTierReady(tier.metadata.name);
+    await createClient(op, clientNs, 'alice-notebook', { subject: { user: 'alice@example.com', groups: [`${op.prefix}-premium-users`] } });
+    const { token } = await waitForClientReady(clientNs, 'alice-notebook');
+    const who = await review(token as string, [aud]);
+    expect(who.authenticated).toBe(true);
+    expect(who.username?.startsWith(`system:serviceaccount:${tierNs}:`)).toBe(true);
+    const user = who.username as string;
+    const groups = who.groups ?? [];
+    expect(groups).toContain(`system:serviceaccounts:${tierNs}`);
+
+    // Granted: the namespaced role in the listed namespace, the cluster-wide role everywhere.
+    expect(await sar(user, groups, { namespace: modelsNs, verb: 'get', group: '', resource: 'configmaps' })).toBe(true);
+    expect(await sar(user, groups, { namespace: modelsNs, verb: 'list', group: '', resource: 'configmaps' })).toBe(true);
+    expect(await sar(user, groups, { namespace: otherNs, verb: 'get', group: catalogGroup, resource: 'models' })).toBe(true);
+    expect(await sar(user, groups, { verb: 'get', group: catalogGroup, resource: 'models' })).toBe(true);
+    // Not granted: another verb, another resource, the namespaced role outside its namespace.
+    expect(await sar(user, groups, { namespace: modelsNs, verb: 'delete', group: '', resource: 'configmaps' })).toBe(false);
+    expect(await sar(user, groups, { namespace: modelsNs, verb: 'get', group: '', resource: 'secrets' })).toBe(false);
+    expect(await sar(user, groups, { namespace: otherNs, verb: 'get', group: '', resource: 'configmaps' })).toBe(false);
+    expect(await sar(user, groups, { namespace: clientNs, verb: 'get', group: '', resource: 'configmaps' })).toBe(false);
+    expect(await sar(user, groups, { namespace: otherNs, verb: 'delete', group: catalogGroup, resource: 'models' })).toBe(false);
+  });
+});
