@@ -40,6 +40,12 @@ import { resolveClientTier } from './resolution.ts';
 
 type Client = ServiceAccountClient;
 
+/** The Secret name is taken by a Secret tokenwarden does not manage: never overwrite it. */
+export class SecretConflictError extends Error {}
+
+/** How often a client blocked by someone else's Secret looks again. */
+const SECRET_CONFLICT_RETRY_MS = 30_000;
+
 const clientRef = (key: string): string => `ServiceAccountClient/${key}`;
 const secretRef = (namespace: string, name: string): string => `Secret/${namespace}/${name}`;
 
@@ -83,7 +89,18 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
     if (!op.freshness.caughtUp(secretRef(namespace as string, secretName), op.caches.secrets.get(namespace, secretName))) {
       return { requeueAfterMs: 100 };
     }
-    const outcome = await converge(op, client, rctx.logger);
+    let outcome: Outcome;
+    try {
+      outcome = await converge(op, client, rctx.logger);
+    } catch (err) {
+      if (!(err instanceof SecretConflictError)) throw err;
+      const known = getCondition(client.status?.conditions, 'Ready')?.reason === 'SecretConflict';
+      outcome = {
+        status: withCondition(client, { type: 'Ready', status: 'False', reason: 'SecretConflict', message: err.message }, op.now()),
+        events: known ? [] : [{ type: 'Warning', reason: 'SecretConflict', note: err.message }],
+        requeueAfterMs: SECRET_CONFLICT_RETRY_MS,
+      };
+    }
     await writeStatus(op, client, outcome);
     if (outcome.requeueAfterMs !== undefined) return { requeueAfterMs: outcome.requeueAfterMs };
   };
@@ -438,7 +455,13 @@ async function issueToken(
     expiresAt: formatTime(new Date(expiresAtMs)),
     renewAt: formatTime(new Date(renewalTime(issuedAtMs, expiresAtMs, policy.renewBeforeMs))),
   };
-  await writeSecret(op, client, tier.metadata.name, { token, issued, policy }, secret);
+  try {
+    await writeSecret(op, client, tier.metadata.name, { token, issued, policy }, secret);
+  } catch (err) {
+    // Nobody can hold this token: revoke it now rather than leave it to the orphan sweep.
+    await op.kube.delete(SECRETS, account.namespace, anchorName).catch(() => undefined);
+    throw err;
+  }
   return issued;
 }
 
@@ -491,7 +514,7 @@ async function writeSecret(
     } catch (err) {
       if (!isAlreadyExists(err)) throw err;
       // Not in the cache, which holds only Secrets labelled as tokenwarden's: someone else's Secret.
-      throw new Error(`Secret ${namespace}/${name} already exists and is not managed by tokenwarden`, { cause: err });
+      throw new SecretConflictError(`Secret ${namespace}/${name} already exists and is not managed by tokenwarden`, { cause: err });
     }
   } else {
     written = await op.kube.patch(SECRETS, namespace, name, { metadata, data: content === undefined ? { [TOKEN_KEY]: null } : data });
