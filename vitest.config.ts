@@ -8,6 +8,8 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
           environment: 'node',
+          // Projects with different worker limits must run as separate groups: unit tests first.
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -21,6 +23,7 @@ export default defineConfig({
           hookTimeout: 180_000,
           // Two cores: more parallel files than that only makes the API server the bottleneck.
           maxWorkers: 2,
+          sequence: { groupOrder: 1 },
         },
       },
     ],
