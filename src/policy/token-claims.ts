@@ -28,12 +28,15 @@ interface RawClaims {
 export function readTokenClaims(token: string): TokenClaims | undefined {
   const parts = token.split('.');
   if (parts.length !== 3 || parts[1] === undefined) return undefined;
-  let raw: RawClaims;
+  let parsed: unknown;
   try {
-    raw = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')) as RawClaims;
+    parsed = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
   } catch {
     return undefined;
   }
+  // Anything but a JSON object (null, a number, an array) is not a claims set.
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+  const raw = parsed as RawClaims;
   const k8s = raw['kubernetes.io'];
   const sa = k8s?.serviceaccount;
   if (typeof raw.exp !== 'number' || typeof raw.iat !== 'number' || !k8s?.namespace || !sa?.name || !sa.uid) {
