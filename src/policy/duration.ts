@@ -20,9 +20,10 @@ export function parseDuration(text: string): number {
 /** renewBefore in milliseconds for a token of the given lifetime: "1h" or "33%". */
 export function parseRenewBefore(text: string, lifetimeMs: number): number {
   if (text.endsWith('%')) {
-    const percent = Number(text.slice(0, -1));
-    if (!Number.isInteger(percent) || percent < 0 || percent >= 100) throw new Error(`invalid percentage "${text}"`);
-    return Math.floor((lifetimeMs * percent) / 100);
+    // The same form the CRD admits: 1% to 99%, in decimal digits.
+    const match = /^([1-9][0-9]?)%$/.exec(text);
+    if (match === null) throw new Error(`invalid percentage "${text}": must be 1% to 99%`);
+    return Math.floor((lifetimeMs * Number(match[1])) / 100);
   }
   return parseDuration(text);
 }
