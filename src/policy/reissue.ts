@@ -37,6 +37,8 @@ export interface TokenInspection {
   secret: SecretView | undefined;
   /** Whether the anchor Secret of the newest token exists. */
   newestAnchorExists: boolean;
+  /** The ServiceAccount status says the current tokens belong to, if any. */
+  recordedServiceAccount?: { namespace: string; name: string; uid?: string | undefined } | undefined;
 }
 
 export type ReissueReason =
@@ -81,7 +83,18 @@ const CHECKS: [ReissueReason, Check][] = [
   ],
   [
     'ServiceAccountChanged',
-    ({ desired, secret }) => {
+    ({ desired, secret, recordedServiceAccount: recorded }) => {
+      // Status tells even when the Secret is gone or garbled: a tier move must not wait for a grace period.
+      if (recorded !== undefined && (recorded.namespace !== desired.serviceAccountNamespace || recorded.name !== desired.serviceAccountName)) {
+        return {
+          message: `tokens belong to ServiceAccount ${recorded.namespace}/${recorded.name}, the client now uses ${desired.serviceAccountNamespace}/${desired.serviceAccountName}`,
+          revokeEarlierTokens: true,
+          repair: false,
+        };
+      }
+      if (recorded?.uid !== undefined && recorded.uid !== desired.serviceAccountUid) {
+        return { message: `ServiceAccount ${desired.serviceAccountName} was recreated`, revokeEarlierTokens: true, repair: true };
+      }
       const claims = secret?.claims;
       if (claims === undefined || claims === 'unreadable') return undefined;
       if (claims.namespace !== desired.serviceAccountNamespace || claims.serviceAccountName !== desired.serviceAccountName) {

@@ -196,6 +196,7 @@ async function converge(op: OperatorContext, client: Client, log: Logger): Promi
             requestedExpirationSeconds: secret.metadata?.annotations?.[EXPIRATION_ANNOTATION],
           },
     newestAnchorExists: tokens[0] !== undefined && anchorNames.has(tokens[0].id),
+    recordedServiceAccount: (previous.tokens ?? []).length > 0 ? previous.serviceAccount : undefined,
   });
 
   let current = tokens;
