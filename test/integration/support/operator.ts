@@ -26,6 +26,7 @@ import { afterAll } from 'vitest';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { adminKubeConfig, kubeconfigPath, tokenReview, waitFor, type TokenReviewResult } from './cluster.ts';
 import { installCrds } from './crds.ts';
+import { asServiceAccount, bindGranted, grantBind, operatorServiceAccountKubeconfig } from './rbac.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -63,6 +64,8 @@ export interface StartOptions {
   kubeconfig?: string;
   /** How long to wait for "operator started"; default 60s. */
   startTimeoutMs?: number;
+  /** false: resolve once spawned, without waiting for "operator started" (a standby under --leader-elect). */
+  waitForStarted?: boolean;
 }
 
 export interface OperatorProcess {
@@ -118,10 +121,14 @@ export async function startOperator(opts: StartOptions = {}): Promise<OperatorPr
   const fd = fs.openSync(logPath, 'a');
   const args = [
     path.join(repoRoot, 'src/main.ts'),
-    '--kubeconfig', opts.kubeconfig ?? kubeconfigPath(),
+    // As the ServiceAccount of manifests/, not admin, unless TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT=0 (support/rbac.ts).
+    '--kubeconfig', opts.kubeconfig ?? (asServiceAccount() ? await operatorServiceAccountKubeconfig() : kubeconfigPath()),
     '--namespace-prefix', prefix,
     '--selector', selector,
     '--log-level', 'debug',
+    // Several operators run at once on one machine: no fixed ports unless extraArgs asks (last flag wins).
+    '--metrics-bind-address=0',
+    '--health-probe-bind-address=0',
     ...(opts.extraArgs ?? []),
   ];
   let child: ChildProcess;
@@ -178,6 +185,7 @@ export async function startOperator(opts: StartOptions = {}): Promise<OperatorPr
     },
   };
   operators.add(op);
+  if (opts.waitForStarted === false) return op;
 
   const timeoutMs = opts.startTimeoutMs ?? 60_000;
   const deadline = Date.now() + timeoutMs;
@@ -458,6 +466,7 @@ export function tierNamespace(op: OperatorProcess, tierName: string): string {
 
 /** Creates Tier `<prefix>-<short>` with the test-run label; deletionPolicy Delete unless given. */
 export async function createTier(op: OperatorProcess, short: string, spec: TierSpec): Promise<Tier> {
+  await bindGranted();
   return kube.create<Tier>(R.tier, undefined, {
     apiVersion: API_VERSION,
     kind: 'Tier',
@@ -802,6 +811,8 @@ const tempFiles = new Set<string>();
 /** Deletes this cluster-scoped object after the test file (ClusterRoles, FlowSchemas...). */
 export function trackClusterObject(type: ResourceType, name: string): void {
   clusterObjects.push({ type, name });
+  // As the ServiceAccount, the operator may bind a Tier's ClusterRole only once the site granted it.
+  if (asServiceAccount() && type === R.clusterRole) void grantBind(name);
 }
 
 /**

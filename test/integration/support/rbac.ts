@@ -1,0 +1,204 @@
+/**
+ * The operator's RBAC from manifests/, for tests that run the operator as its own ServiceAccount
+ * instead of as the cluster admin:
+ *
+ * - manifestObjects(): the objects of manifests/ (the kustomization's resources, in order);
+ * - applyObject(): server-side apply as admin (idempotent, so parallel test files may all apply);
+ * - operatorServiceAccountKubeconfig(): applies the namespace, ServiceAccount, roles and bindings
+ *   of manifests/ and writes a kubeconfig holding a TokenRequest token of that ServiceAccount
+ *   (tokenwarden-system/tokenwarden) and the cluster's server and CA;
+ * - grantBind(): what a site does for the ClusterRoles its Tiers name (manifests/cluster-role.yaml,
+ *   tokenwarden-tier-roles): `bind` on exactly those names, here in a ClusterRole of the test's own.
+ *
+ * TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT=1 makes support/operator.ts start every operator this way.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
+import { parseAllDocuments, parse } from 'yaml';
+import { adminKubeConfig } from './cluster.ts';
+import { adminRequest } from './crds.ts';
+
+const manifestDir = fileURLToPath(new URL('../../../manifests', import.meta.url));
+const FIELD_MANAGER = 'tokenwarden-tests';
+
+export const OPERATOR_NAMESPACE = 'tokenwarden-system';
+export const OPERATOR_SERVICE_ACCOUNT = 'tokenwarden';
+
+export interface ManifestObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [key: string]: unknown;
+}
+
+export interface PolicyRule {
+  apiGroups?: string[];
+  resources?: string[];
+  verbs: string[];
+  resourceNames?: string[];
+}
+
+/** The objects of manifests/, in the order of kustomization.yaml's resources. */
+export function manifestObjects(): ManifestObject[] {
+  const kustomization = parse(fs.readFileSync(path.join(manifestDir, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
+  return kustomization.resources.flatMap((file) =>
+    parseAllDocuments(fs.readFileSync(path.join(manifestDir, file), 'utf8'))
+      .map((doc) => doc.toJS() as ManifestObject | null)
+      .filter((obj): obj is ManifestObject => obj !== null),
+  );
+}
+
+/** The objects that make up the operator's identity and permissions (no Deployment, no Service). */
+export function rbacObjects(): ManifestObject[] {
+  const kinds = new Set(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']);
+  return manifestObjects().filter((obj) => kinds.has(obj.kind));
+}
+
+const PLURALS: Record<string, string> = {
+  Namespace: 'namespaces',
+  ServiceAccount: 'serviceaccounts',
+  ClusterRole: 'clusterroles',
+  ClusterRoleBinding: 'clusterrolebindings',
+  Role: 'roles',
+  RoleBinding: 'rolebindings',
+  Deployment: 'deployments',
+  Service: 'services',
+  Pod: 'pods',
+};
+
+export function objectUrl(obj: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>, opts: { collection?: boolean } = {}): string {
+  const plural = PLURALS[obj.kind];
+  if (!plural) throw new Error(`no plural known for kind ${obj.kind}`);
+  const base = obj.apiVersion.includes('/') ? `/apis/${obj.apiVersion}` : `/api/${obj.apiVersion}`;
+  const ns = obj.metadata.namespace ? `/namespaces/${obj.metadata.namespace}` : '';
+  return `${base}${ns}/${plural}${opts.collection ? '' : `/${obj.metadata.name}`}`;
+}
+
+/** Server-side apply as admin, retried over the transient errors of racing first creates. */
+export async function applyObject(obj: ManifestObject, opts: { dryRun?: boolean } = {}): Promise<unknown> {
+  const url = `${objectUrl(obj)}?fieldManager=${FIELD_MANAGER}&force=true${opts.dryRun ? '&dryRun=All' : ''}`;
+  for (let attempt = 1; ; attempt++) {
+    const res = await adminRequest('PATCH', url, obj, 'application/apply-patch+yaml');
+    if (res.code === 200 || res.code === 201) return res.body;
+    if (![409, 429, 500, 503, 504].includes(res.code) || attempt === 8) {
+      throw new Error(`apply ${obj.kind} ${obj.metadata.name}: HTTP ${res.code}: ${(res.body as { message?: string } | undefined)?.message ?? ''}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+  }
+}
+
+export async function deleteObject(obj: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<void> {
+  const res = await adminRequest('DELETE', objectUrl(obj));
+  if (res.code >= 300 && res.code !== 404) throw new Error(`delete ${obj.kind} ${obj.metadata.name}: HTTP ${res.code}`);
+}
+
+const tempFiles = new Set<string>();
+const cleanups: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup().catch(() => undefined);
+  for (const file of tempFiles) fs.rmSync(file, { force: true });
+  tempFiles.clear();
+});
+
+/** Deletes `obj` (as admin) after the test file. */
+export function deleteAfterFile(obj: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>): void {
+  cleanups.push(() => deleteObject(obj));
+}
+
+/** A TokenRequest token for namespace/name, minted as admin. */
+export async function serviceAccountToken(namespace: string, name: string, expirationSeconds = 3 * 3600): Promise<string> {
+  const res = await adminRequest<{ status?: { token?: string }; message?: string }>('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenRequest',
+    spec: { expirationSeconds },
+  });
+  if (res.code !== 201 || !res.body.status?.token) throw new Error(`TokenRequest for ${namespace}/${name}: HTTP ${res.code}: ${res.body.message ?? ''}`);
+  return res.body.status.token;
+}
+
+/** A kubeconfig file (0600, removed after the test file) that authenticates with `token`. */
+export function tokenKubeconfig(token: string, user: string): string {
+  const cluster = adminKubeConfig().getCurrentCluster();
+  if (!cluster) throw new Error('the admin context has no cluster');
+  const ca = cluster.caData ?? (cluster.caFile ? fs.readFileSync(cluster.caFile).toString('base64') : undefined);
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'test', cluster: { server: cluster.server, ...(ca ? { 'certificate-authority-data': ca } : {}) } }],
+    users: [{ name: user, user: { token } }],
+    contexts: [{ name: user, context: { cluster: 'test', user } }],
+    'current-context': user,
+  };
+  const file = path.join(os.tmpdir(), `tokenwarden-${user.replace(/[^a-zA-Z0-9-]+/g, '-')}-${process.pid}-${randomBytes(3).toString('hex')}.kubeconfig`);
+  fs.writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
+  tempFiles.add(file);
+  return file;
+}
+
+let operatorKubeconfig: Promise<string> | undefined;
+
+/**
+ * Applies manifests/' namespace, ServiceAccount, roles and bindings, and returns a kubeconfig of
+ * tokenwarden-system/tokenwarden (once per test file).
+ */
+export function operatorServiceAccountKubeconfig(): Promise<string> {
+  operatorKubeconfig ??= (async () => {
+    for (const obj of rbacObjects()) await applyObject(obj);
+    const token = await serviceAccountToken(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT);
+    return tokenKubeconfig(token, `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`);
+  })().catch((err: unknown) => {
+    operatorKubeconfig = undefined;
+    throw err;
+  });
+  return operatorKubeconfig;
+}
+
+let bindRole: { name: string; names: Set<string> } | undefined;
+let granting: Promise<void> = Promise.resolve();
+
+/**
+ * Lets the ServiceAccount bind ClusterRole `roleName` (as a site lists its Tiers' roles), through a
+ * ClusterRole and ClusterRoleBinding of this test file, deleted after it.
+ */
+export function grantBind(roleName: string, subject = { namespace: OPERATOR_NAMESPACE, name: OPERATOR_SERVICE_ACCOUNT }): Promise<void> {
+  granting = granting.then(async () => {
+    if (!bindRole) {
+      const name = `tokenwarden-test-tier-roles-${randomBytes(4).toString('hex')}`;
+      bindRole = { name, names: new Set() };
+      const binding: ManifestObject = {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+        subjects: [{ kind: 'ServiceAccount', ...subject }],
+      };
+      await applyObject(binding);
+      cleanups.push(() => deleteObject(binding));
+      cleanups.push(() => deleteObject({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name } }));
+    }
+    bindRole.names.add(roleName);
+    await applyObject({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name: bindRole.name },
+      rules: [{ apiGroups: ['rbac.authorization.k8s.io'], resources: ['clusterroles'], verbs: ['bind'], resourceNames: [...bindRole.names].sort() }],
+    });
+  });
+  return granting;
+}
+
+/** Resolves once every grantBind() so far is in place. */
+export function bindGranted(): Promise<void> {
+  return granting;
+}
+
+/** Whether the operators of the suite run as the ServiceAccount of manifests/ (the default) rather than as admin. */
+export function asServiceAccount(): boolean {
+  // The default: every run proves the RBAC of manifests/ suffices. TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT=0 runs as admin.
+  const v = process.env.TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT;
+  return v !== '0' && v !== 'false';
+}
