@@ -549,6 +549,9 @@ async function deleteClientSecret(op: OperatorContext, client: Client): Promise<
 async function finalize(op: OperatorContext, client: Client, log: Logger): Promise<ReconcileResult> {
   if (!(client.metadata.finalizers ?? []).includes(CLIENT_FINALIZER)) return;
   await revokeTokens(op, client, anchorsOf(op, client).map((a) => a.metadata?.name as string), log);
+  // The ownerReference would remove it too, but only once the garbage collector knows the CRD
+  // (it rediscovers types every 30 s): delete it now, it holds a revoked token.
+  await deleteClientSecret(op, client);
   if (client.status?.serviceAccount !== undefined) await deleteServiceAccountIfUnused(op, client, client.status.serviceAccount);
   await op.kube.patch(SERVICE_ACCOUNT_CLIENTS, client.metadata.namespace, client.metadata.name, {
     metadata: { finalizers: (client.metadata.finalizers ?? []).filter((f) => f !== CLIENT_FINALIZER), resourceVersion: client.metadata.resourceVersion },
