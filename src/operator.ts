@@ -67,6 +67,9 @@ export function stripSecret(secret: CachedSecret & { data?: Record<string, strin
   return dropManagedFields(cached);
 }
 
+/** How long client-count updates of Tiers and TenantBindings wait to be coalesced. */
+const COUNT_COALESCE_MS = 1000;
+
 const clientKey = (c: KubeObject): string => keyOf(c.metadata?.namespace, c.metadata?.name as string);
 
 export async function startOperator(opts: OperatorOptions): Promise<RunningOperator> {
@@ -148,9 +151,13 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   on(caches.clients, (client, old, deleted) => {
     clients.enqueue(clientKey(client));
     const namespace = client.metadata.namespace as string;
+    // Tier and TenantBinding status only count clients: coalesce a burst of client changes into one
+    // status write a second instead of one per client.
     for (const status of [old?.status, client.status]) {
-      if (status?.tier) tiers.enqueue(status.tier);
-      if (status?.tierReason?.startsWith('TenantBinding/')) bindings.enqueue(keyOf(namespace, status.tierReason.slice('TenantBinding/'.length)));
+      if (status?.tier) tiers.enqueueAfter(status.tier, COUNT_COALESCE_MS);
+      if (status?.tierReason?.startsWith('TenantBinding/')) {
+        bindings.enqueueAfter(keyOf(namespace, status.tierReason.slice('TenantBinding/'.length)), COUNT_COALESCE_MS);
+      }
     }
     if (old?.status?.tierReason === 'Requested' || client.status?.tierReason === 'Requested') {
       caches.bindings.byIndex(INDEX.clientByNamespace, namespace).forEach((b) => bindings.enqueue(clientKey(b)));
