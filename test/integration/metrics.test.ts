@@ -10,7 +10,7 @@
  * revoked 2, one Ready client in the tier, its token about an hour from expiry.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTestNamespace, waitFor } from './support/cluster.ts';
+import { createTestNamespace, kubeconfigPath, waitFor } from './support/cluster.ts';
 import {
   R,
   createBinding,
@@ -164,6 +164,8 @@ describe('5: metrics after a known sequence', () => {
     const leaseName = `${op.prefix}-lease`;
     const leader = await startOperator({
       name: 'mleader',
+      // As admin: the manifests' Role allows only the production Lease, and RBAC is rbac.test.ts's subject.
+      kubeconfig: kubeconfigPath(),
       extraArgs: [
         '--metrics-bind-address=127.0.0.1:0',
         '--health-probe-bind-address=127.0.0.1:0',
