@@ -65,6 +65,24 @@ samples: ## Apply config/samples to the current cluster.
 run: $(NODE_DEPS) ## Run the operator in the foreground against the current KUBECONFIG.
 	node src/main.ts
 
+##@ Deployment
+# The image `make deploy` runs is the one in manifests/kustomization.yaml (tokenwarden:dev); for
+# another, `cd manifests && kustomize edit set image tokenwarden=$(IMG)` first.
+IMG ?= tokenwarden:dev
+CONTAINER_TOOL ?= docker
+
+.PHONY: docker-build
+docker-build: ## Build the operator image IMG (default tokenwarden:dev) with CONTAINER_TOOL (default docker; needs an engine).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: deploy
+deploy: install ## CRDs, then the operator (manifests/: namespace, RBAC, 2-replica Deployment, metrics Service).
+	$(KUBECTL) apply --server-side -k manifests
+
+.PHONY: undeploy
+undeploy: ## Remove what `make deploy` applied except the CRDs (`make uninstall` removes those).
+	$(KUBECTL) delete -k manifests --ignore-not-found
+
 ##@ Verification
 .PHONY: test
 test: $(NODE_DEPS) verify-generated typecheck lint controlplane-build ## Everything: generated files, types, lint, unit and integration tests.
@@ -77,6 +95,10 @@ test-unit: $(NODE_DEPS) ## Unit tests only (no cluster).
 .PHONY: test-integration
 test-integration: $(NODE_DEPS) controlplane-build ## Integration tests against a real control plane built from source.
 	vitest run --project integration
+
+.PHONY: bench
+bench: $(NODE_DEPS) controlplane-build ## Benchmark against the API server's floor (not part of test); BENCH_ARGS="--sizes=100 --quick".
+	node bench/run.ts $(BENCH_ARGS)
 
 .PHONY: verify-generated
 verify-generated: $(NODE_DEPS) ## Fail when crds/ or docs/api-reference.md are stale.

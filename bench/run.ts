@@ -1,0 +1,642 @@
+/**
+ * `make bench`: tokenwarden against the floor set by the API server itself (issue 5).
+ *
+ * For each N of --sizes, on a fresh local control plane built from source:
+ *   floor     bench/floor.ts: the operator's writes for N new clients and nothing else, same concurrency;
+ *   create    N ServiceAccountClients applied at once; time to all Ready, create-to-Ready p50/p95/p99,
+ *             requests per client by verb and resource (APF counts of the operator's identity, and
+ *             apiserver_request_total), reconciles per client, ratio to the floor;
+ *   steady    a window with nothing to do (tokens of 1h): the operator's writes (should be 0) and reads;
+ *   cold      restart over N Ready clients: spawn -> ready (caches synced) -> every client reconciled, writes;
+ *   move      N/10 clients change tier at once (the premium Tier gains their group): time until every
+ *             old token fails TokenReview (uncached: a one-off extra audience), time until all Ready again;
+ *   rotation  tiers switched to 10m tokens renewed after 30s: the switch-over burst, then rotations per
+ *             second sustained over a window, and how late each token was replaced after its renewAt;
+ *   memory    the operator's peak RSS (VmHWM) over all of the above.
+ * Writes bench/results/<timestamp>.json after every phase and regenerates docs/benchmarks.md.
+ *
+ *   node bench/run.ts [--sizes=100,1000,5000] [--quick] [--steady=5m] [--rotation=3m] [--workers=4]
+ *                     [--apply-concurrency=32] [--log-level=warn] [--operator-root=DIR] [--label=NAME]
+ *                     [--phases=floor,create,steady,cold,move,rotation] [--no-docs] [--keep]
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseDuration } from '../src/policy/duration.ts';
+import { floorTierNamespace, prepareFloor, runFloor, type FloorResult } from './floor.ts';
+import { apiserverSnapshot, breakdown, repoRoot, startCluster, type ApiserverSnapshot, type BenchCluster, type RequestBreakdown } from './lib/cluster.ts';
+import { Kube, R, Tracker, pool, retrying, sleep, type KObject } from './lib/kube.ts';
+import { OperatorProcess, logOffset, profileLog, summarizeCpuProfiles, waitQuiet, type CpuProfileSummary, type OperatorMetrics, type ReconcileProfile } from './lib/operator.ts';
+import { CpuMeter, cpuUsage, machine, percentile, round2, type CpuReading, type CpuUsage } from './lib/system.ts';
+import {
+  AUDIENCE,
+  EXPIRATION_ANNOTATION,
+  EXPIRES_AT_ANNOTATION,
+  MANAGED_BY,
+  MOVERS_GROUP,
+  RENEW_AT_ANNOTATION,
+  ROTATION_TOKEN,
+  RUN_LABEL,
+  TENANTS,
+  TIERS,
+  TOKEN_ID_ANNOTATION,
+  TOKEN_SECRET_TYPE,
+  clientObject,
+  clients as workload,
+  tenantNamespace,
+  tierObject,
+  type ClientDef,
+} from './lib/workload.ts';
+import { writeReport } from './report.ts';
+
+const PHASES = ['floor', 'create', 'steady', 'cold', 'move', 'rotation'] as const;
+type Phase = (typeof PHASES)[number];
+
+const { values: flags } = parseArgs({
+  options: {
+    sizes: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    steady: { type: 'string' },
+    rotation: { type: 'string' },
+    workers: { type: 'string', default: '4' },
+    'apply-concurrency': { type: 'string', default: '32' },
+    'log-level': { type: 'string', default: 'warn' },
+    'operator-root': { type: 'string', default: repoRoot },
+    label: { type: 'string' },
+    phases: { type: 'string', default: PHASES.join(',') },
+    quiet: { type: 'string', default: '5s' },
+    'ready-timeout': { type: 'string', default: '3h' },
+    docs: { type: 'boolean', default: true },
+    'no-docs': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+const quick = flags.quick;
+const options = {
+  sizes: (flags.sizes ?? (quick ? '100' : '100,1000,5000')).split(',').map((s) => Number(s.trim())),
+  steadyMs: parseDuration(flags.steady ?? (quick ? '30s' : '5m')),
+  rotationMs: parseDuration(flags.rotation ?? (quick ? '45s' : '3m')),
+  workers: Number(flags.workers),
+  applyConcurrency: Number(flags['apply-concurrency']),
+  logLevel: flags['log-level'],
+  operatorRoot: path.resolve(flags['operator-root']),
+  label: flags.label ?? (quick ? 'quick' : 'current'),
+  phases: new Set(flags.phases.split(',').map((p) => p.trim()) as Phase[]),
+  quietMs: parseDuration(flags.quiet),
+  readyTimeoutMs: parseDuration(flags['ready-timeout']),
+  quick,
+  cpuProf: flags['cpu-prof'],
+};
+for (const n of options.sizes) if (!Number.isInteger(n) || n <= 0 || n % 20 !== 0) throw new Error(`--sizes: ${n} is not a positive multiple of 20`);
+for (const p of options.phases) if (!PHASES.includes(p)) throw new Error(`--phases: unknown phase ${p}`);
+
+const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
+const resultsDir = path.join(repoRoot, 'bench/results');
+const resultsFile = path.join(resultsDir, `${stamp}${quick ? '-quick' : ''}.json`);
+const workRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenwarden-bench-'));
+const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+const results = {
+  version: 1,
+  startedAt: new Date().toISOString(),
+  finishedAt: undefined as string | undefined,
+  label: options.label,
+  quick,
+  machine: machine(),
+  git: gitInfo(),
+  options: { ...options, phases: [...options.phases] },
+  kubernetes: undefined as string | undefined,
+  etcd: undefined as string | undefined,
+  runs: [] as SizeResult[],
+};
+
+interface Latencies {
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+}
+
+interface SizeResult {
+  n: number;
+  users: number;
+  tenants: number;
+  tiers: number;
+  errors: Record<string, string>;
+  floor?: Omit<FloorResult, 'perClientMs'> & { perClientMs: Latencies; cpu: CpuUsage };
+  create?: {
+    applyMs: number;
+    allReadyMs: number;
+    quietMs: number;
+    quiet: boolean;
+    latencyMs: Latencies;
+    ratioToFloor?: number;
+    requests: RequestBreakdown;
+    perClient: { writes: number; reads: number; byVerb: Record<string, number> };
+    reconciles: Record<string, number>;
+    reconcilesPerClient: number;
+    operatorRequests: Record<string, number>;
+    /** The operator's heap in use and RSS once every client is Ready. */
+    operatorMemory: { heapUsedBytes: number; rssBytes: number };
+    cpu: CpuUsage;
+    /** With --log-level=debug: reconciles per client and their durations, from the operator's log. */
+    profile: ReconcileProfile | undefined;
+  };
+  steady?: { windowMs: number; requests: RequestBreakdown; operatorWrites: number; reconciles: Record<string, number>; operatorMemory: { heapUsedBytes: number; rssBytes: number }; cpu: CpuUsage };
+  cold?: {
+    readyMs: number;
+    allReconciledMs: number | null;
+    quietMs: number;
+    quiet: boolean;
+    writes: number;
+    requests: RequestBreakdown;
+    reconciles: Record<string, number>;
+    cpu: CpuUsage;
+  };
+  move?: {
+    clients: number;
+    allOldTokensFailedMs: number | null;
+    oldTokenFailMs: Latencies;
+    stillPassing: number;
+    allMovedReadyMs: number | null;
+    quietMs: number;
+    requests: RequestBreakdown;
+    reconciles: Record<string, number>;
+    cpu: CpuUsage;
+  };
+  rotation?: {
+    burstMs: number | null;
+    windowMs: number;
+    demandPerSecond: number;
+    rotationsPerSecond: number;
+    rotationsInWindow: number;
+    /** Renewals whose renewAt fell in the window (what keeping up means). */
+    dueInWindow: number;
+    operatorRotatedPerSecond: number;
+    lateMs: Latencies;
+    late: { over1s: number; over5s: number; over30s: number; pastExpiry: number };
+    requestsPerRotation: { writes: number; reads: number; byVerb: Record<string, number> };
+    requests: RequestBreakdown;
+    cpu: CpuUsage;
+    profile: ReconcileProfile | undefined;
+  };
+  operator?: {
+    peakRssBytes: number;
+    peakRssByProcess: number[];
+    /** With --cpu-prof: where each operator process spent its CPU (1: floor, create, steady; 2: cold, move, rotation). */
+    cpuProfiles?: (CpuProfileSummary | undefined)[];
+  };
+}
+
+function saveResults(): void {
+  fs.mkdirSync(resultsDir, { recursive: true });
+  fs.writeFileSync(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
+}
+
+function latencies(values: number[]): Latencies {
+  return { p50: Math.round(percentile(values, 50)), p95: Math.round(percentile(values, 95)), p99: Math.round(percentile(values, 99)), max: Math.round(percentile(values, 100)) };
+}
+
+function perClient(b: RequestBreakdown, n: number) {
+  const byVerb: Record<string, number> = {};
+  for (const [k, v] of Object.entries(b.operator)) byVerb[k] = round2(v / n);
+  return { writes: round2(b.operatorWrites / n), reads: round2(b.operatorReads / n), byVerb };
+}
+
+const diffRecord = (a: Record<string, number>, b: Record<string, number>) =>
+  Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v - (a[k] ?? 0)]).filter(([, v]) => (v as number) !== 0));
+
+/** performance.now() time <-> Date.now() time. */
+const epochOf = (perf: number): number => perf + (Date.now() - performance.now());
+const perfOf = (epoch: number): number => epoch - (Date.now() - performance.now());
+
+const isReady = (obj: KObject): boolean =>
+  ((obj.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+
+async function runSize(n: number): Promise<SizeResult> {
+  const res: SizeResult = { n, users: n / 2, tenants: TENANTS, tiers: TIERS.length, errors: {} };
+  results.runs.push(res);
+  const workDir = path.join(workRoot, `n${n}`);
+  fs.mkdirSync(workDir, { recursive: true });
+  log(`N=${n}: starting a control plane in ${workDir}`);
+  const bc: BenchCluster = await startCluster(workDir, log);
+  results.kubernetes = bc.kubernetesVersion;
+  results.etcd = bc.etcdVersion;
+  const admin = bc.admin;
+  let op: OperatorProcess | undefined;
+  const peakRss: number[] = [];
+  const meter = new CpuMeter(() => ({
+    operator: op?.running() ? op.pid : 0,
+    apiserver: bc.cp.pids['kube-apiserver'],
+    etcd: bc.cp.pids.etcd,
+    controllerManager: bc.cp.pids['kube-controller-manager'],
+  }));
+  const runId = `bench-${randomBytes(3).toString('hex')}`;
+  const profDir = (k: number) => path.join(workDir, `cpuprof-${k}`);
+  const profArgs = (k: number) => (options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir(k)}`] : []);
+  const runLabels = { [RUN_LABEL]: runId };
+  const defs = workload(n);
+  const mark = async (): Promise<{ snap: ApiserverSnapshot; bench: Map<string, number>; cpu: CpuReading; op?: OperatorMetrics }> => {
+    const bench = new Map(admin.counts);
+    const snap = await apiserverSnapshot(bc);
+    const cpu = meter.read();
+    return { snap, bench, cpu, ...(op?.running() ? { op: await op.metrics() } : {}) };
+  };
+  const between = async (a: Awaited<ReturnType<typeof mark>>) => {
+    const b = await mark();
+    return { b, requests: breakdown(a.snap, b.snap, a.bench, b.bench), cpu: cpuUsage(a.cpu, b.cpu) };
+  };
+  const phase = async (name: Phase, fn: () => Promise<void>) => {
+    if (!options.phases.has(name)) return;
+    log(`N=${n}: ${name}`);
+    try {
+      await fn();
+    } catch (err) {
+      res.errors[name] = err instanceof Error ? err.message : String(err);
+      log(`N=${n}: ${name} failed: ${res.errors[name]}`);
+    }
+    saveResults();
+  };
+
+  // Clients' readiness, as the bench sees it (watch, local clock).
+  const sentAt = new Map<string, number>();
+  const readyAt = new Map<string, number>();
+  const clientTracker = new Tracker<KObject>(admin, R.client, { labelSelector: `${RUN_LABEL}=${runId}` }, (type, obj, at) => {
+    const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
+    if (type !== 'DELETED' && isReady(obj) && !readyAt.has(key)) readyAt.set(key, at);
+  });
+
+  try {
+    // ---------------------------------------------------------------- floor
+    await phase('floor', async () => {
+      const floorKube = new Kube(bc.floorKubeconfig);
+      try {
+        log(`N=${n}: floor: pre-creating ${n} clients (not timed)`);
+        const prepared = await prepareFloor(admin, n, options.applyConcurrency);
+        for (const t of TIERS) await retrying(() => admin.create(R.namespace, undefined, { metadata: { name: floorTierNamespace(t.name) } })).catch(() => undefined);
+        const c0 = meter.read();
+        const floor = await runFloor(floorKube, prepared, options.workers);
+        res.floor = { ...floor, perClientMs: latencies(floor.perClientMs), cpu: cpuUsage(c0, meter.read()) };
+        log(`N=${n}: floor: ${Math.round(floor.durationMs)} ms, ${floor.writesPerClient.toFixed(2)} writes/client`);
+      } finally {
+        floorKube.close();
+      }
+    });
+
+    // ---------------------------------------------------------------- operator + tiers
+    for (let t = 0; t < TENANTS; t++) await retrying(() => admin.create(R.namespace, undefined, { metadata: { name: tenantNamespace('bench', t) } }));
+    op = await OperatorProcess.start({
+      root: options.operatorRoot,
+      kubeconfig: bc.operatorKubeconfig,
+      namespacePrefix: 'bench',
+      selector: `${RUN_LABEL}=${runId}`,
+      workers: options.workers,
+      logLevel: options.logLevel,
+      logPath: path.join(workDir, 'operator-1.log'),
+      nodeArgs: profArgs(1),
+    });
+    await op.waitReady();
+    for (const t of TIERS) await retrying(() => admin.create(R.tier, undefined, tierObject(t, runLabels)));
+    const tierDeadline = Date.now() + 60_000;
+    for (const t of TIERS) {
+      for (;;) {
+        if (isReady(await admin.get(R.tier, undefined, t.name))) break;
+        if (Date.now() > tierDeadline) throw new Error(`tier ${t.name} not Ready in 60s`);
+        await sleep(200);
+      }
+    }
+    await waitQuiet(op, performance.now(), 2000, 60_000);
+    await clientTracker.start();
+
+    // ---------------------------------------------------------------- create
+    await phase('create', async () => {
+      const m0 = await mark();
+      const logFrom = logOffset((op as OperatorProcess).logPath);
+      const t0 = Date.now();
+      await pool(defs, options.applyConcurrency, async (def) => {
+        const ns = tenantNamespace('bench', def.tenant);
+        sentAt.set(`${ns}/${def.name}`, Date.now());
+        await retrying(() => admin.create(R.client, ns, clientObject(def, ns, runLabels)));
+      });
+      const applyMs = Date.now() - t0;
+      log(`N=${n}: applied ${n} clients in ${applyMs} ms`);
+      const deadline = Date.now() + options.readyTimeoutMs;
+      let lastLog = Date.now();
+      while (readyAt.size < n) {
+        if (Date.now() > deadline) throw new Error(`only ${readyAt.size} of ${n} clients Ready after ${options.readyTimeoutMs} ms`);
+        if (!op?.running()) throw new Error('the operator exited');
+        if (Date.now() - lastLog > 30_000) {
+          log(`N=${n}: ${readyAt.size}/${n} Ready after ${Math.round((Date.now() - t0) / 1000)} s`);
+          lastLog = Date.now();
+        }
+        await sleep(100);
+      }
+      const allReady = Math.max(...readyAt.values());
+      const quiet = await waitQuiet(op as OperatorProcess, perfOf(allReady), options.quietMs, 300_000);
+      const { b, requests, cpu } = await between(m0);
+      const lat = [...sentAt].map(([k, s]) => (readyAt.get(k) as number) - s);
+      res.create = {
+        applyMs,
+        allReadyMs: allReady - t0,
+        quietMs: Math.round(epochOf(quiet.lastWriteAt) - t0),
+        quiet: quiet.quiet,
+        latencyMs: latencies(lat),
+        requests,
+        perClient: perClient(requests, n),
+        reconciles: diffRecord(m0.op?.reconciles ?? {}, b.op?.reconciles ?? {}),
+        reconcilesPerClient: round2(((b.op?.reconciles.serviceaccountclient ?? 0) - (m0.op?.reconciles.serviceaccountclient ?? 0)) / n),
+        operatorRequests: diffRecord(m0.op?.requests ?? {}, b.op?.requests ?? {}),
+        operatorMemory: { heapUsedBytes: b.op?.heapUsedBytes ?? 0, rssBytes: b.op?.rssBytes ?? 0 },
+        cpu,
+        profile: profileLog((op as OperatorProcess).logPath, logFrom),
+        ...(res.floor ? { ratioToFloor: round2((allReady - t0) / res.floor.durationMs) } : {}),
+      };
+      log(`N=${n}: all Ready in ${res.create.allReadyMs} ms (floor ${Math.round(res.floor?.durationMs ?? NaN)} ms); ${res.create.perClient.writes} writes, ${res.create.perClient.reads} reads per client`);
+    });
+
+    // ---------------------------------------------------------------- steady
+    await phase('steady', async () => {
+      const m0 = await mark();
+      log(`N=${n}: steady window of ${options.steadyMs / 1000} s`);
+      await sleep(options.steadyMs);
+      const { b, requests, cpu } = await between(m0);
+      res.steady = {
+        windowMs: options.steadyMs,
+        requests,
+        operatorWrites: (b.op?.writes ?? 0) - (m0.op?.writes ?? 0),
+        reconciles: diffRecord(m0.op?.reconciles ?? {}, b.op?.reconciles ?? {}),
+        operatorMemory: { heapUsedBytes: b.op?.heapUsedBytes ?? 0, rssBytes: b.op?.rssBytes ?? 0 },
+        cpu,
+      };
+      log(`N=${n}: steady: ${requests.operatorWrites} writes, ${requests.operatorReads} reads`);
+    });
+
+    // ---------------------------------------------------------------- cold start
+    await phase('cold', async () => {
+      peakRss.push(op?.peakRss() ?? 0);
+      await op?.stop();
+      const m0 = await mark();
+      op = await OperatorProcess.start({
+        root: options.operatorRoot,
+        kubeconfig: bc.operatorKubeconfig,
+        namespacePrefix: 'bench',
+        selector: `${RUN_LABEL}=${runId}`,
+        workers: options.workers,
+        logLevel: options.logLevel,
+        logPath: path.join(workDir, 'operator-2.log'),
+        nodeArgs: profArgs(2),
+      });
+      const readyAtMs = await op.waitReady();
+      let allReconciled: number | null = null;
+      const deadline = performance.now() + 600_000;
+      while (performance.now() < deadline) {
+        const m = await op.metrics().catch(() => undefined);
+        if (m && (m.reconciles.serviceaccountclient ?? 0) >= n && Object.values(m.queueDepth).every((d) => d === 0)) {
+          allReconciled = performance.now();
+          break;
+        }
+        await sleep(100);
+      }
+      const quiet = await waitQuiet(op, readyAtMs, options.quietMs, 300_000);
+      const { b, requests, cpu } = await between(m0);
+      res.cold = {
+        readyMs: Math.round(readyAtMs - op.spawnedAt),
+        allReconciledMs: allReconciled === null ? null : Math.round(allReconciled - op.spawnedAt),
+        quietMs: Math.round(quiet.lastWriteAt - op.spawnedAt),
+        quiet: quiet.quiet,
+        writes: b.op?.writes ?? 0,
+        requests,
+        reconciles: b.op?.reconciles ?? {},
+        cpu,
+      };
+      log(`N=${n}: cold start: ready ${res.cold.readyMs} ms, all reconciled ${res.cold.allReconciledMs} ms, ${res.cold.writes} writes`);
+    });
+
+    // ---------------------------------------------------------------- tier move
+    await phase('move', async () => {
+      const movers = defs.filter((d) => d.mover);
+      const tokens = await tokensOf(admin, movers);
+      const m0 = await mark();
+      const t0 = Date.now();
+      const premium = TIERS.find((t) => t.name === 'premium');
+      await admin.patch(R.tier, undefined, 'premium', { spec: { groups: [...(premium?.groups ?? []), MOVERS_GROUP] } });
+      const failedAt = new Map<string, number>();
+      let pending = [...tokens.keys()];
+      const deadline = t0 + 300_000;
+      const reviewer = new Kube(bc.cp.kubeconfigPath, 'admin');
+      let nonce = 0;
+      try {
+        while (pending.length > 0 && Date.now() < deadline) {
+          const still: string[] = [];
+          await pool(pending, options.applyConcurrency, async (key) => {
+            const started = Date.now();
+            const r = await retrying(() =>
+              reviewer.create<KObject & { status?: { authenticated?: boolean } }>(R.tokenReview, undefined, {
+                apiVersion: 'authentication.k8s.io/v1',
+                kind: 'TokenReview',
+                spec: { token: tokens.get(key), audiences: [AUDIENCE, `bench-nonce-${process.pid}-${++nonce}`] },
+              }),
+            );
+            if (r.status?.authenticated) still.push(key);
+            else failedAt.set(key, started - t0);
+          });
+          pending = still;
+          if (pending.length > 0) await sleep(100);
+        }
+      } finally {
+        reviewer.close();
+      }
+      const moverKeys = movers.map((d) => `${tenantNamespace('bench', d.tenant)}/${d.name}`);
+      let allMoved: number | null = null;
+      while (Date.now() < deadline) {
+        const done = moverKeys.every((k) => {
+          const obj = clientTracker.objects.get(k);
+          return obj && isReady(obj) && (obj.status as { tier?: string }).tier === 'premium';
+        });
+        if (done) {
+          allMoved = Date.now() - t0;
+          break;
+        }
+        await sleep(100);
+      }
+      const quiet = await waitQuiet(op as OperatorProcess, performance.now(), options.quietMs, 300_000);
+      const { b, requests, cpu } = await between(m0);
+      const fails = [...failedAt.values()];
+      res.move = {
+        clients: movers.length,
+        allOldTokensFailedMs: pending.length === 0 ? Math.max(...fails) : null,
+        oldTokenFailMs: latencies(fails),
+        stillPassing: pending.length,
+        allMovedReadyMs: allMoved,
+        quietMs: Math.round(epochOf(quiet.lastWriteAt) - t0),
+        requests,
+        reconciles: diffRecord(m0.op?.reconciles ?? {}, b.op?.reconciles ?? {}),
+        cpu,
+      };
+      log(`N=${n}: tier move of ${movers.length}: every old token failed after ${res.move.allOldTokensFailedMs} ms; all Ready in premium after ${allMoved} ms`);
+    });
+
+    // ---------------------------------------------------------------- rotation
+    await phase('rotation', async () => {
+      interface Held { tokenId: string; renewAt: number; expiresAt: number; expiration: string }
+      const held = new Map<string, Held>();
+      const rotations: { at: number; renewAt: number; lateMs: number; pastExpiryMs: number; steady: boolean }[] = [];
+      const read = (s: KObject): Held | undefined => {
+        const a = s.metadata.annotations ?? {};
+        const id = a[TOKEN_ID_ANNOTATION];
+        if (!id) return undefined;
+        return { tokenId: id, renewAt: Date.parse(a[RENEW_AT_ANNOTATION] ?? ''), expiresAt: Date.parse(a[EXPIRES_AT_ANNOTATION] ?? ''), expiration: a[EXPIRATION_ANNOTATION] ?? '' };
+      };
+      const secrets = new Tracker<KObject>(admin, R.secret, { labelSelector: `${MANAGED_BY}=tokenwarden`, fieldSelector: `type=${TOKEN_SECRET_TYPE}` }, (type, s, at) => {
+        const key = `${s.metadata.namespace}/${s.metadata.name}`;
+        if (type === 'DELETED') return void held.delete(key);
+        const now = read(s);
+        if (!now) return;
+        const before = held.get(key);
+        if (before && before.tokenId !== now.tokenId) {
+          rotations.push({ at, renewAt: before.renewAt, lateMs: at - before.renewAt, pastExpiryMs: at - before.expiresAt, steady: before.expiration === '600' && now.expiration === '600' });
+        }
+        held.set(key, now);
+      });
+      await secrets.start();
+      try {
+        const t0 = Date.now();
+        for (const t of TIERS) await admin.patch(R.tier, undefined, t.name, { spec: { token: ROTATION_TOKEN } });
+        // The switch-over: every client reissues for the new lifetime (ExpirationChanged).
+        let burstEnd: number | null = null;
+        const burstDeadline = t0 + options.readyTimeoutMs;
+        while (Date.now() < burstDeadline) {
+          const switched = [...held.values()].filter((h) => h.expiration === '600').length;
+          if (switched >= n) {
+            burstEnd = Date.now();
+            break;
+          }
+          await sleep(200);
+        }
+        const burstMs = burstEnd === null ? null : burstEnd - t0;
+        log(`N=${n}: rotation: all switched to 10m tokens after ${burstMs} ms; window of ${options.rotationMs / 1000} s`);
+        const w0 = Date.now();
+        const opBefore = await op?.metrics();
+        const mw = await mark();
+        const logFrom = logOffset((op as OperatorProcess).logPath);
+        await sleep(options.rotationMs);
+        const w1 = Date.now();
+        const { b, requests, cpu } = await between(mw);
+        const inWindow = rotations.filter((r) => r.steady && r.at >= w0 && r.at < w1);
+        // Renewals that fell due in the window: of tokens replaced since, and of tokens still held.
+        const due =
+          rotations.filter((r) => r.steady && r.renewAt >= w0 && r.renewAt < w1).length +
+          [...held.values()].filter((h) => h.expiration === '600' && h.renewAt >= w0 && h.renewAt < w1).length;
+        // Tokens still held past their renewAt at the end count with their lateness so far.
+        const pendingLate = [...held.values()].filter((h) => h.expiration === '600' && h.renewAt < w1).map((h) => w1 - h.renewAt);
+        const late = [...inWindow.map((r) => r.lateMs), ...pendingLate];
+        const all = rotations.filter((r) => r.steady);
+        const seconds = (w1 - w0) / 1000;
+        const nRot = inWindow.length;
+        res.rotation = {
+          burstMs,
+          windowMs: w1 - w0,
+          demandPerSecond: round2(n / 30),
+          rotationsPerSecond: round2(nRot / seconds),
+          rotationsInWindow: nRot,
+          dueInWindow: due,
+          operatorRotatedPerSecond: round2(((b.op?.rotated ?? 0) - (opBefore?.rotated ?? 0)) / seconds),
+          lateMs: latencies(late),
+          late: {
+            over1s: late.filter((x) => x > 1000).length,
+            over5s: late.filter((x) => x > 5000).length,
+            over30s: late.filter((x) => x > 30_000).length,
+            pastExpiry: [...all.map((r) => r.pastExpiryMs), ...[...held.values()].map((h) => w1 - h.expiresAt)].filter((x) => x > 0).length,
+          },
+          requestsPerRotation: perClient(requests, Math.max(1, nRot)),
+          requests,
+          cpu,
+          profile: profileLog((op as OperatorProcess).logPath, logFrom),
+        };
+        log(`N=${n}: rotation: ${res.rotation.rotationsPerSecond}/s sustained (demand ${res.rotation.demandPerSecond}/s); late p99 ${res.rotation.lateMs.p99} ms, max ${res.rotation.lateMs.max} ms`);
+      } finally {
+        await secrets.stop();
+      }
+    });
+  } catch (err) {
+    res.errors.setup = err instanceof Error ? err.message : String(err);
+    log(`N=${n}: failed: ${res.errors.setup}`);
+  } finally {
+    if (op) {
+      peakRss.push(op.peakRss());
+      await op.stop();
+    }
+    res.operator = { peakRssBytes: Math.max(0, ...peakRss), peakRssByProcess: peakRss };
+    if (options.cpuProf) {
+      res.operator.cpuProfiles = [1, 2].map((k) => {
+        const dir = profDir(k);
+        const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(dir, f)) : [];
+        return files.length ? summarizeCpuProfiles(files) : undefined;
+      });
+    }
+    await clientTracker.stop();
+    saveResults();
+    await bc.stop().catch((err: unknown) => log(`stopping the control plane: ${String(err)}`));
+    if (!flags.keep) fs.rmSync(path.join(workDir, 'state'), { recursive: true, force: true });
+  }
+  return res;
+}
+
+/** The token in each client's Secret, by "namespace/name" of the client. */
+async function tokensOf(admin: Kube, defs: ClientDef[]): Promise<Map<string, string>> {
+  const list = await admin.list(R.secret, undefined, { labelSelector: `${MANAGED_BY}=tokenwarden`, fieldSelector: `type=${TOKEN_SECRET_TYPE}` });
+  const byKey = new Map(list.items.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
+  const out = new Map<string, string>();
+  for (const d of defs) {
+    const ns = tenantNamespace('bench', d.tenant);
+    const secret = byKey.get(`${ns}/${d.name}-token`) as (KObject & { data?: { token?: string } }) | undefined;
+    const token = secret?.data?.token;
+    if (!token) throw new Error(`no token in ${ns}/${d.name}-token`);
+    out.set(`${ns}/${d.name}`, Buffer.from(token, 'base64').toString('utf8'));
+  }
+  return out;
+}
+
+function gitInfo(): { commit: string; dirtySrc: boolean } {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: repoRoot, encoding: 'utf8' }).trim() !== '';
+    return { commit, dirtySrc: dirty };
+  } catch {
+    return { commit: 'unknown', dirtySrc: false };
+  }
+}
+
+async function main(): Promise<void> {
+  log(`sizes ${options.sizes.join(', ')}; results in ${path.relative(repoRoot, resultsFile)}; work dir ${workRoot}`);
+  if (options.operatorRoot !== repoRoot) log(`operator from ${options.operatorRoot}`);
+  let interrupted = false;
+  process.on('SIGINT', () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    log('interrupted: finishing the current size is skipped at the next phase boundary; Ctrl-C again to quit now');
+  });
+  for (const n of options.sizes) {
+    if (interrupted) break;
+    await runSize(n);
+  }
+  results.finishedAt = new Date().toISOString();
+  saveResults();
+  if (!quick && flags.docs && !flags['no-docs']) {
+    const doc = writeReport(resultsDir, path.join(repoRoot, 'docs/benchmarks.md'));
+    log(`wrote ${path.relative(repoRoot, doc)}`);
+  }
+  log(`results: ${path.relative(repoRoot, resultsFile)}`);
+  if (!flags.keep) fs.rmSync(workRoot, { recursive: true, force: true });
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
