@@ -5,7 +5,7 @@
 import { Tier, type TierStatus } from '../api/index.ts';
 import { conditionsDiffer, setCondition } from '../controller/conditions.ts';
 import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
-import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
+import { errorMessage, isAlreadyExists, isForbidden, isInvalid, isNotFound } from '../kube/errors.ts';
 import { CLUSTER_ROLE_BINDINGS, NAMESPACES, ROLE_BINDINGS, SECRETS, SERVICE_ACCOUNTS, TIERS, type ResourceType } from '../kube/resources.ts';
 import { INDEX, tierNamespace, type Binding, type OperatorContext } from './context.ts';
 import {
@@ -43,13 +43,24 @@ export function tierReconciler(op: OperatorContext): ReconcileFunc {
       });
     }
 
-    const conflict = await ensureNamespace(op, tier, namespace);
+    let conflict: string | undefined;
+    try {
+      conflict = await ensureNamespace(op, tier, namespace);
+      if (conflict === undefined) await ensureAccess(op, tier, namespace);
+    } catch (err) {
+      // Refused by the API server (an invalid name, a missing namespace for a RoleBinding, a ClusterRole
+      // the operator may not bind): only an edit can fix it, so say so instead of retrying blindly.
+      if (!isInvalid(err) && !isNotFound(err) && !isForbidden(err)) throw err;
+      const message = `the API server refuses the tier's objects: ${errorMessage(err)}`;
+      if (tier.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== 'Refused') void op.events.warning(tier, 'Refused', message);
+      await writeStatus(op, tier, { namespace, clients, conditions: ready(tier, 'False', 'Refused', message, op.now()) });
+      return { requeueAfterMs: 60_000 };
+    }
     if (conflict !== undefined) {
       await writeStatus(op, tier, { namespace, clients, conditions: ready(tier, 'False', 'NamespaceConflict', conflict, op.now()) });
       void op.events.warning(tier, 'NamespaceConflict', conflict);
       return;
     }
-    await ensureAccess(op, tier, namespace);
     const sweepAgainInMs = await sweep(op, namespace);
     await writeStatus(op, tier, {
       namespace,
@@ -204,7 +215,8 @@ async function finalize(op: OperatorContext, tier: Tier, namespace: string, clie
     return { requeueAfterMs: 1000 };
   }
   for (const binding of ownedBindings(op, tier.metadata.name)) await deleteIgnoringMissing(op, binding.type, binding.namespace, binding.name);
-  if (tier.spec.deletionPolicy === 'Delete' && op.caches.namespaces.get(undefined, namespace) !== undefined) {
+  // Only a namespace labelled as this tier's: a Tier that merely named another tier's namespace must not take it down.
+  if (tier.spec.deletionPolicy === 'Delete' && op.caches.namespaces.get(undefined, namespace)?.metadata?.labels?.[TIER_LABEL] === tier.metadata.name) {
     await deleteIgnoringMissing(op, NAMESPACES, undefined, namespace);
   }
   await op.kube.patch(TIERS, undefined, tier.metadata.name, {
