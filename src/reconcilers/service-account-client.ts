@@ -11,7 +11,7 @@ import { ServiceAccountClient, type IssuedToken, type ServiceAccountClientStatus
 import { formatTime, getCondition, setCondition } from '../controller/conditions.ts';
 import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
 import type { Logger } from '../controller/logger.ts';
-import { isAlreadyExists, isNotFound } from '../kube/errors.ts';
+import { errorMessage, isAlreadyExists, isInvalid, isNotFound } from '../kube/errors.ts';
 import { SECRETS, SERVICE_ACCOUNT_CLIENTS, SERVICE_ACCOUNTS, splitKey } from '../kube/resources.ts';
 import { needsNewToken, planRetention, type ReissueDecision } from '../policy/reissue.ts';
 import { serviceAccountNameCandidates } from '../policy/service-account-name.ts';
@@ -42,6 +42,9 @@ type Client = ServiceAccountClient;
 
 /** The Secret name is taken by a Secret tokenwarden does not manage: never overwrite it. */
 export class SecretConflictError extends Error {}
+
+/** The API server refuses the client's Secret (e.g. an invalid template label): fixable only by a spec change. */
+export class SecretInvalidError extends Error {}
 
 /** How often a client blocked by someone else's Secret looks again. */
 const SECRET_CONFLICT_RETRY_MS = 30_000;
@@ -85,6 +88,11 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
       op.freshness.wrote(clientRef(key), updated);
       client.metadata.resourceVersion = updated.metadata?.resourceVersion;
     }
+    const ready = getCondition(client.status?.conditions, 'Ready');
+    if (ready?.reason === 'SecretInvalid' && ready.observedGeneration === client.metadata.generation) {
+      // Minting again would only be refused again: wait for the spec to change.
+      return;
+    }
     const secretName = defaultSecretName(client);
     if (!op.freshness.caughtUp(secretRef(namespace as string, secretName), op.caches.secrets.get(namespace, secretName))) {
       return { requeueAfterMs: 100 };
@@ -93,11 +101,13 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
     try {
       outcome = await converge(op, client, rctx.logger);
     } catch (err) {
-      if (!(err instanceof SecretConflictError)) throw err;
-      const known = getCondition(client.status?.conditions, 'Ready')?.reason === 'SecretConflict';
+      const reason = err instanceof SecretConflictError ? 'SecretConflict' : err instanceof SecretInvalidError ? 'SecretInvalid' : undefined;
+      if (reason === undefined) throw err;
+      const message = (err as Error).message;
+      const known = getCondition(client.status?.conditions, 'Ready')?.reason === reason;
       outcome = {
-        status: withCondition(client, { type: 'Ready', status: 'False', reason: 'SecretConflict', message: err.message }, op.now()),
-        events: known ? [] : [{ type: 'Warning', reason: 'SecretConflict', note: err.message }],
+        status: withCondition(client, { type: 'Ready', status: 'False', reason, message }, op.now()),
+        events: known ? [] : [{ type: 'Warning', reason, note: message }],
         requeueAfterMs: SECRET_CONFLICT_RETRY_MS,
       };
     }
@@ -107,6 +117,12 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
 }
 
 async function converge(op: OperatorContext, client: Client, log: Logger): Promise<Outcome> {
+  // Before anything that writes or deletes the Secret: another client's Secret is never touched.
+  const named = op.caches.secrets.get(client.metadata.namespace, defaultSecretName(client));
+  const controller = named?.metadata?.ownerReferences?.find((ref) => ref.controller === true);
+  if (controller !== undefined && controller.uid !== client.metadata.uid) {
+    throw new SecretConflictError(`Secret ${client.metadata.namespace}/${defaultSecretName(client)} belongs to ${controller.kind} ${controller.name}`);
+  }
   const now = op.now();
   const previous = client.status ?? {};
   const resolution = resolveClientTier(op, client);
@@ -461,15 +477,21 @@ async function issueToken(
   } catch (err) {
     // Nobody can hold this token: revoke it now rather than leave it to the orphan sweep.
     await op.kube.delete(SECRETS, account.namespace, anchorName).catch(() => undefined);
+    if (isInvalid(err)) throw new SecretInvalidError(`the API server refuses the Secret: ${errorMessage(err)}`, { cause: err });
     throw err;
   }
   return issued;
 }
 
+/** Template keys in tokenwarden's own namespaces would fight the operator's values: they are dropped. */
+function userKeys(map: Record<string, string> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(map ?? {}).filter(([key]) => !key.startsWith('tokenwarden.io/') && key !== MANAGED_BY));
+}
+
 function secretMetadata(client: Client, tierName: string, issued: IssuedToken | undefined, policy: EffectiveTokenPolicy | undefined) {
   const template = client.spec.secretTemplate ?? {};
   const annotations: Record<string, string | null> = {
-    ...template.annotations,
+    ...userKeys(template.annotations),
     [CLIENT_ANNOTATION]: client.metadata.name,
     [TIER_LABEL]: tierName,
   };
@@ -481,7 +503,7 @@ function secretMetadata(client: Client, tierName: string, issued: IssuedToken | 
     annotations[EXPIRATION_ANNOTATION] = String(policy.expirationSeconds);
   }
   return {
-    labels: { ...template.labels, [MANAGED_BY]: MANAGER },
+    labels: { ...userKeys(template.labels), [MANAGED_BY]: MANAGER },
     annotations,
     ownerReferences: [
       {
@@ -536,11 +558,13 @@ async function repairSecretMetadata(op: OperatorContext, client: Client, secret:
   op.freshness.wrote(secretRef(meta.namespace as string, meta.name as string), written);
 }
 
+/** Deletes the client's Secret, only if it is this client's: its name may be another client's Secret. */
 async function deleteClientSecret(op: OperatorContext, client: Client): Promise<void> {
   const name = defaultSecretName(client);
-  if (op.caches.secrets.get(client.metadata.namespace, name) === undefined) return;
+  const secret = op.caches.secrets.get(client.metadata.namespace, name);
+  if (!(secret?.metadata?.ownerReferences ?? []).some((ref) => ref.controller === true && ref.uid === client.metadata.uid)) return;
   try {
-    await op.kube.delete(SECRETS, client.metadata.namespace, name);
+    await op.kube.delete(SECRETS, client.metadata.namespace, name, { preconditions: { uid: secret?.metadata?.uid as string } });
   } catch (err) {
     if (!isNotFound(err)) throw err;
   }
