@@ -12,7 +12,7 @@
  * Short but legal timings keep this quick: lease 8s, renew deadline 6s, retry 1s.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTestNamespace, waitFor } from './support/cluster.ts';
+import { createTestNamespace, kubeconfigPath, waitFor } from './support/cluster.ts';
 import {
   ANCHOR_TYPE,
   CLIENT_UID_LABEL,
@@ -61,6 +61,9 @@ function replica(): Promise<OperatorProcess> {
   return startOperator({
     namespacePrefix: prefix,
     waitForStarted: false,
+    // As admin: the replicas compete for a Lease of this file's own, which the manifests' Role
+    // (rightly) does not allow; RBAC is rbac.test.ts's subject.
+    kubeconfig: kubeconfigPath(),
     extraArgs: [
       '--leader-elect=true',
       `--leader-election-namespace=${leaseNs}`,
