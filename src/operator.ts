@@ -89,6 +89,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
         [INDEX.clientByServiceAccount]: (c) => (c.status?.serviceAccount ? [`${c.status.serviceAccount.namespace}/${c.status.serviceAccount.name}`] : []),
         [INDEX.clientByTier]: (c) => (c.status?.tier ? [c.status.tier] : []),
         [INDEX.clientByUid]: (c) => (c.metadata.uid ? [c.metadata.uid] : []),
+        [INDEX.clientBySecret]: (c) => [`${c.metadata.namespace}/${c.spec.secretName ?? `${c.metadata.name}-token`}`],
       },
     }),
     namespaces: new Informer<Namespace>({ ...common, type: NAMESPACES, labelSelector: MANAGED_SELECTOR }),
@@ -187,6 +188,8 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     }
     const owner = secret.metadata?.ownerReferences?.find((ref) => ref.kind === 'ServiceAccountClient' && ref.controller);
     if (owner) clients.enqueue(keyOf(secret.metadata?.namespace, owner.name));
+    // By name too: an edit that removed the ownerReference must still reach the client.
+    caches.clients.byIndex(INDEX.clientBySecret, `${secret.metadata?.namespace}/${secret.metadata?.name}`).forEach((c) => clients.enqueue(clientKey(c)));
   });
   for (const cache of [caches.roleBindings, caches.clusterRoleBindings]) {
     on(cache, (binding) => {

@@ -36,6 +36,8 @@ export const INDEX = {
   clientByNamespace: 'namespace',
   /** Clients by status.tier. */
   clientByTier: 'tier',
+  /** Clients by "<namespace>/<Secret name>". */
+  clientBySecret: 'secret',
   /** Clients by metadata.uid. */
   clientByUid: 'uid',
   /** Anchors by the uid of their client. */

@@ -11,7 +11,7 @@ import { ServiceAccountClient, type IssuedToken, type ServiceAccountClientStatus
 import { formatTime, getCondition, setCondition } from '../controller/conditions.ts';
 import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
 import type { Logger } from '../controller/logger.ts';
-import { errorMessage, isAlreadyExists, isInvalid, isNotFound } from '../kube/errors.ts';
+import { errorMessage, isAlreadyExists, isConflict, isInvalid, isNotFound } from '../kube/errors.ts';
 import { SECRETS, SERVICE_ACCOUNT_CLIENTS, SERVICE_ACCOUNTS, splitKey } from '../kube/resources.ts';
 import { needsNewToken, planRetention, type ReissueDecision } from '../policy/reissue.ts';
 import { serviceAccountNameCandidates } from '../policy/service-account-name.ts';
@@ -536,7 +536,27 @@ async function writeSecret(
       written = await op.kube.create(SECRETS, namespace, { apiVersion: 'v1', kind: 'Secret', type: TOKEN_SECRET_TYPE, metadata: { name, ...metadata }, data } as CachedSecret);
     } catch (err) {
       if (!isAlreadyExists(err)) throw err;
-      // Not in the cache, which holds only Secrets labelled as tokenwarden's: someone else's Secret.
+      // Not in the cache, which holds only Secrets labelled as tokenwarden's. Still this client's if
+      // its controller reference says so (someone stripped the label): take it back.
+      // A JSON patch whose first operation tests the owner's uid does both atomically, with no read.
+      try {
+        written = await op.kube.patch(
+          SECRETS,
+          namespace,
+          name,
+          [
+            { op: 'test', path: '/metadata/ownerReferences/0/uid', value: client.metadata.uid },
+            { op: 'add', path: '/metadata/labels', value: metadata.labels },
+            { op: 'add', path: '/metadata/annotations', value: Object.fromEntries(Object.entries(metadata.annotations).filter(([, v]) => v !== null)) },
+            { op: 'add', path: '/data', value: data },
+          ],
+          { type: 'json' },
+        );
+        op.freshness.wrote(secretRef(namespace, name), written);
+        return;
+      } catch (patchErr) {
+        if (!isInvalid(patchErr) && !isConflict(patchErr)) throw patchErr;
+      }
       throw new SecretConflictError(`Secret ${namespace}/${name} already exists and is not managed by tokenwarden`, { cause: err });
     }
   } else {
