@@ -100,6 +100,10 @@ test-integration: $(NODE_DEPS) controlplane-build ## Integration tests against a
 bench: $(NODE_DEPS) controlplane-build ## Benchmark against the API server's floor (not part of test); BENCH_ARGS="--sizes=100 --quick".
 	node bench/run.ts $(BENCH_ARGS)
 
+.PHONY: test-faults
+test-faults: $(NODE_DEPS) controlplane-build ## Fault suite: operator SIGKILLs, kube-apiserver/etcd restarts, a writer fighting it (8-12 min on 2 cores).
+	vitest run --project faults
+
 .PHONY: verify-generated
 verify-generated: $(NODE_DEPS) ## Fail when crds/ or docs/api-reference.md are stale.
 	node tools/generate.ts --check
