@@ -52,6 +52,8 @@ export function tierReconciler(op: OperatorContext): ReconcileFunc {
       // the operator may not bind): only an edit can fix it, so say so instead of retrying blindly.
       if (!isInvalid(err) && !isNotFound(err) && !isForbidden(err)) throw err;
       const message = `the API server refuses the tier's objects: ${errorMessage(err)}`;
+      // Also in the log: a missing RBAC grant (bind on a ClusterRole) is found there, not in a Tier's status.
+      rctx.logger.warn({ err: errorMessage(err) }, 'the API server refuses the tier\'s objects');
       if (tier.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== 'Refused') void op.events.warning(tier, 'Refused', message);
       await writeStatus(op, tier, { namespace, clients, conditions: ready(tier, 'False', 'Refused', message, op.now()) });
       return { requeueAfterMs: 60_000 };

@@ -4,13 +4,16 @@
  * ungranted one.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTestNamespace } from '../support/cluster.ts';
+import { createTestNamespace, waitFor } from '../support/cluster.ts';
+import { asServiceAccount } from '../support/rbac.ts';
 import {
   MANAGED_BY,
   R,
   TIER_LABEL,
   createClient,
+  condition,
   createTier,
+  getTier,
   kube,
   review,
   scopedName,
@@ -19,6 +22,7 @@ import {
   trackClusterObject,
   waitForClientReady,
   waitForTierReady,
+  type KEvent,
   type KObject,
   type OperatorProcess,
   type Tier,
@@ -129,5 +133,49 @@ describe('1: a Tier yields its namespace and access bindings', () => {
     expect(await sar(user, groups, { namespace: otherNs, verb: 'get', group: '', resource: 'configmaps' })).toBe(false);
     expect(await sar(user, groups, { namespace: clientNs, verb: 'get', group: '', resource: 'configmaps' })).toBe(false);
     expect(await sar(user, groups, { namespace: otherNs, verb: 'delete', group: catalogGroup, resource: 'models' })).toBe(false);
+  });
+});
+
+/** Waits for Ready=False with `reason` for the Tier's current generation. */
+async function waitForTierNotReady(name: string, reason: string): Promise<Tier> {
+  return waitFor(
+    async () => {
+      const t = await getTier(name);
+      const ready = condition(t, 'Ready');
+      return ready?.status === 'False' && ready.reason === reason && ready.observedGeneration === t.metadata.generation ? t : undefined;
+    },
+    { timeoutMs: 30_000, description: `Tier ${name} Ready=False ${reason}` },
+  );
+}
+
+/** Warning Events about a Tier (cluster-scoped: recorded in the default namespace). */
+async function tierWarnings(name: string, reason: string): Promise<KEvent[]> {
+  const events = await kube.list<KEvent>(R.event, 'default');
+  return events.filter((e) => e.regarding?.kind === 'Tier' && e.regarding.name === name && e.reason === reason && e.type === 'Warning');
+}
+
+describe('a Tier whose objects the API server refuses', () => {
+  it('a RoleBinding in a namespace that does not exist: Ready=False Refused, a Warning Event, a log line; Ready once the spec is fixed', async () => {
+    const missingNs = `${op.prefix}-no-such-namespace`;
+    const refused = await createTier(op, 'missing-ns', { level: 1, access: [{ clusterRole: modelUser, namespaces: [missingNs] }] });
+    const name = refused.metadata.name;
+    const t = await waitForTierNotReady(name, 'Refused');
+    expect(condition(t, 'Ready')?.message).toContain(missingNs);
+    await waitFor(async () => (await tierWarnings(name, 'Refused')).length > 0, { timeoutMs: 10_000, description: `Warning Event Refused about Tier ${name}` });
+    expect(op.logs()).toMatch(/"msg":"the API server refuses the tier's objects"/);
+
+    await kube.patch(R.tier, undefined, name, { spec: { access: [{ clusterRole: modelUser, namespaces: [modelsNs] }] } });
+    await waitForTierReady(name);
+    expect(await kube.tryGet(R.roleBinding, modelsNs, `${op.namespacePrefix}-tier-${name}-${modelUser}`)).not.toBeNull();
+  });
+
+  // As admin (TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT=0) the operator could bind anything: the point is the manifests' RBAC.
+  it.skipIf(!asServiceAccount())('a ClusterRole the operator may not bind (cluster-admin) is never granted: Refused, and no binding exists', async () => {
+    const greedy = await createTier(op, 'greedy', { level: 1, access: [{ clusterRole: 'cluster-admin' }] });
+    const name = greedy.metadata.name;
+    const t = await waitForTierNotReady(name, 'Refused');
+    expect(condition(t, 'Ready')?.message).toMatch(/forbidden/);
+    expect(await kube.tryGet(R.clusterRoleBinding, undefined, `${op.namespacePrefix}-tier-${name}-cluster-admin`)).toBeNull();
+    expect(op.logs()).toContain('attempting to grant RBAC permissions not currently held');
   });
 });
