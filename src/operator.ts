@@ -47,8 +47,11 @@ export interface OperatorOptions extends OperatorConfig {
 }
 
 export interface RunningOperator {
-  /** Stops taking work, waits up to drainTimeoutMs for reconciles in flight, stops the watches. */
-  stop(drainTimeoutMs?: number): Promise<void>;
+  /**
+   * Stops taking work, waits up to drainTimeoutMs for reconciles in flight, stops the watches.
+   * Resolves true when every reconcile finished within the bound.
+   */
+  stop(drainTimeoutMs?: number): Promise<boolean>;
   caches: Caches;
 }
 
@@ -207,9 +210,10 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   return {
     caches,
     async stop(drainTimeoutMs = 30_000) {
-      await Promise.all([tiers, bindings, clients].map((controller) => controller.stop(drainTimeoutMs)));
+      const drained = await Promise.all([tiers, bindings, clients].map((controller) => controller.stop(drainTimeoutMs)));
       await Promise.all(informers.map((informer) => informer.stop()));
       await kube.close();
+      return drained.every(Boolean);
     },
   };
 }

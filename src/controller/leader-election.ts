@@ -341,7 +341,7 @@ export class LeaderElector {
           { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: desiredRecord(undefined, this.identity, leaseDurationSeconds, this.wallClock()) },
           reqOpts,
         );
-        this.observation = observe(this.observation, created, now);
+        this.observation = observe(this.observation, created, this.now());
         this.noteHolder();
         return 'ok';
       } catch (createErr) {
@@ -350,7 +350,9 @@ export class LeaderElector {
         return 'failed';
       }
     }
-    this.observation = observe(this.observation, lease, now);
+    // Observed when the answer arrived, as client-go does: stamped before a slow GET, the record
+    // would look older than it is and a standby would take the lease early.
+    this.observation = observe(this.observation, lease, this.now());
     this.noteHolder();
     const decision = decide(this.observation, this.identity, now, this.leading);
     if (decision === 'wait' || decision === 'lost') return decision;
@@ -362,7 +364,7 @@ export class LeaderElector {
         { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: leaseMeta(lease), spec: desiredRecord(lease.spec, this.identity, leaseDurationSeconds, this.wallClock()) },
         reqOpts,
       );
-      this.observation = observe(this.observation, updated, now);
+      this.observation = observe(this.observation, updated, this.now());
       this.noteHolder();
       return 'ok';
     } catch (err) {
@@ -415,7 +417,8 @@ export function leaderIdentity(instance: string): string {
 
 /** Anything that runs under leadership and can be stopped within a bound. */
 export interface Stoppable {
-  stop(drainTimeoutMs?: number): Promise<void>;
+  /** Resolves true when nothing of it runs any more, false when work was still in flight at the bound. */
+  stop(drainTimeoutMs?: number): Promise<boolean>;
 }
 
 export interface RunLeaderElectedOptions<T extends Stoppable> {
@@ -442,7 +445,9 @@ export interface LeaderElected<T> extends Stoppable {
  * Runs `start` only while this replica leads. On loss of leadership, `exit(1)` at once: the
  * reconciles in flight must not write as a second leader, and a fresh process (the Deployment's
  * restart) starts from clean caches. stop(drain) stops the work within the drain bound, then
- * releases the lease so a standby takes over at its next retry.
+ * releases the lease so a standby takes over at its next retry — but only when the work is known to
+ * be stopped: a reconcile still running past the bound could write beside the new leader, so then
+ * the lease is left to expire.
  */
 export function runLeaderElected<T extends Stoppable>(opts: RunLeaderElectedOptions<T>): LeaderElected<T> {
   const log = opts.logger;
@@ -457,6 +462,8 @@ export function runLeaderElected<T extends Stoppable>(opts: RunLeaderElectedOpti
       starting = opts.start().then(
         (started) => {
           work = started;
+          // Started after stop() gave up waiting for it: it must not run.
+          if (stopping) void started.stop(0);
           return started;
         },
         (err: unknown) => {
@@ -478,14 +485,19 @@ export function runLeaderElected<T extends Stoppable>(opts: RunLeaderElectedOpti
     async stop(drainTimeoutMs = 10_000) {
       stopping = true;
       const deadline = performance.now() + drainTimeoutMs;
+      let quiet = true;
       if (starting !== undefined) {
         // Still syncing its caches: wait within the bound, then give up on it (the process ends).
         let timer: NodeJS.Timeout | undefined;
-        const started = await Promise.race([starting, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), drainTimeoutMs)))]);
+        const late = Symbol('late');
+        const started = await Promise.race([starting, new Promise<typeof late>((r) => (timer = setTimeout(() => r(late), drainTimeoutMs)))]);
         clearTimeout(timer);
-        if (started !== undefined) await started.stop(Math.max(0, deadline - performance.now()));
+        if (started === late) quiet = false;
+        else if (started !== undefined) quiet = await started.stop(Math.max(0, deadline - performance.now()));
       }
-      await elector.stop();
+      if (!quiet) log.warn({ drainTimeoutMs }, 'work still running at the end of the drain: leaving the lease to expire rather than releasing it');
+      await elector.stop({ release: quiet });
+      return quiet;
     },
   };
 }

@@ -14,6 +14,7 @@ import {
   type LeaseClient,
   type LeaseRecord,
   type Observation,
+  type Stoppable,
 } from '../../../src/controller/leader-election.ts';
 import { silentLogger } from '../../../src/controller/logger.ts';
 import { KubeApiError } from '../../../src/kube/errors.ts';
@@ -126,6 +127,11 @@ class FakeLeaseApi {
   /** Identities whose requests fail as if the network were down. */
   readonly partitioned = new Set<string>();
   writes: { by: string; spec: LeaseRecord }[] = [];
+  /** How long a GET of this identity takes (fake timers). */
+  readonly getDelayMs = new Map<string, number>();
+  /** Runs once, just before the next replace is applied: another writer slipping in between. */
+  beforeNextReplace: (() => void) | undefined;
+  conflicts = 0;
 
   clientFor(id: string): LeaseClient {
     const fail = () => {
@@ -134,6 +140,8 @@ class FakeLeaseApi {
     return {
       get: async <T extends KubeObject>() => {
         await Promise.resolve();
+        const delay = this.getDelayMs.get(id);
+        if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
         fail();
         if (!this.lease) throw new KubeApiError({ statusCode: 404, reason: 'NotFound', message: 'not found', method: 'GET', path: '/lease' });
         return structuredClone(this.lease) as T;
@@ -150,7 +158,11 @@ class FakeLeaseApi {
         await Promise.resolve();
         fail();
         if (!this.lease) throw new KubeApiError({ statusCode: 404, reason: 'NotFound', message: 'not found', method: 'PUT', path: '/lease' });
+        const slipIn = this.beforeNextReplace;
+        this.beforeNextReplace = undefined;
+        slipIn?.();
         if (body.metadata?.resourceVersion !== this.lease.metadata?.resourceVersion) {
+          this.conflicts++;
           throw new KubeApiError({ statusCode: 409, reason: 'Conflict', message: 'the object has been modified', method: 'PUT', path: '/lease' });
         }
         this.lease = { ...(structuredClone(body) as Lease), metadata: { ...body.metadata, resourceVersion: String(++this.rv) } };
@@ -261,7 +273,7 @@ describe('LeaderElector', () => {
     expect(api.lease?.spec).toMatchObject({ holderIdentity: 'b', leaseTransitions: 4 });
   });
 
-  it('a leader that finds another holder (its write got a 409) stops at once, not after the renew deadline', async () => {
+  it('a leader that reads another holder stops at once, not after the renew deadline', async () => {
     const a = start('a');
     await vi.advanceTimersByTimeAsync(0);
     api.overwrite({ holderIdentity: 'intruder', leaseDurationSeconds: 15, leaseTransitions: 1 });
@@ -269,6 +281,56 @@ describe('LeaderElector', () => {
     expect(a.elector.isLeader()).toBe(false);
     expect(a.events).toEqual(['started@0', 'lost@2000']);
     expect(await a.outcome).toBe('lost');
+  });
+
+  it('a leader whose renewal gets a 409 reads again at once and stops on finding another holder', async () => {
+    const a = start('a');
+    await vi.advanceTimersByTimeAsync(0);
+    // Between a's GET and its PUT at 2s, another replica takes the lease.
+    api.beforeNextReplace = () => api.overwrite({ holderIdentity: 'intruder', leaseDurationSeconds: 15, leaseTransitions: 1 });
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(api.conflicts).toBe(1);
+    // Not a retry period later (4s), and not after the renew deadline: the 409 made it look again now.
+    expect(a.events).toEqual(['started@0', 'lost@2000']);
+    expect(await a.outcome).toBe('lost');
+    expect(api.lease?.spec?.holderIdentity).toBe('intruder');
+  });
+
+  it('a standby whose acquiring write gets a 409 does not lead, and waits out the winner', async () => {
+    api.overwrite({ holderIdentity: 'old', leaseDurationSeconds: 15, leaseTransitions: 0 });
+    const b = start('b');
+    await vi.advanceTimersByTimeAsync(0);
+    // At b's first look after expiry, a third replica acquires between b's GET and b's PUT.
+    let raced = false;
+    for (let t = 0; t < 30_000 && !raced; t += 100) {
+      await vi.advanceTimersByTimeAsync(100);
+      if (t >= 14_000 && api.beforeNextReplace === undefined && api.conflicts === 0) {
+        api.beforeNextReplace = () => {
+          raced = true;
+          api.overwrite({ holderIdentity: 'c', leaseDurationSeconds: 15, leaseTransitions: 1 });
+        };
+      }
+    }
+    expect(raced).toBe(true);
+    expect(api.conflicts).toBe(1);
+    expect(b.elector.isLeader()).toBe(false);
+    expect(api.lease?.spec?.holderIdentity).toBe('c');
+    // c never renews: b takes over once c's record has aged a full lease by b's observation.
+    await vi.advanceTimersByTimeAsync(15_000 + 2 * 3_200);
+    expect(b.elector.isLeader()).toBe(true);
+  });
+
+  it('dates an observation when the GET answers, not when it was sent: a slow GET does not shorten the lease', async () => {
+    api.overwrite({ holderIdentity: 'x', leaseDurationSeconds: 15, leaseTransitions: 0 });
+    api.getDelayMs.set('b', 3_000);
+    const b = new LeaderElector({ ...TIMINGS, client: api.clientFor('b'), namespace: 'ns', name: 'l', identity: 'b', now: () => Date.now(), random: () => 0 });
+    running.push({ elector: b, events: [], outcome: b.run() });
+    // Looks start at 0, 5s, 10s, 15s, 20s (2s wait + 3s GET) and each answer comes 3s later. The
+    // record was first seen at 3s, so it expires at 18s: the look sent at 15s must still wait.
+    await vi.advanceTimersByTimeAsync(19_000);
+    expect(b.isLeader()).toBe(false);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(b.isLeader()).toBe(true);
   });
 
   it('keeps leading through failed renewals shorter than the renew deadline', async () => {
@@ -320,7 +382,12 @@ describe('runLeaderElected', () => {
       logger: silentLogger(),
       start: async () => {
         log.push(`start@${Date.now()}`);
-        return { stop: async (ms?: number) => void log.push(`stop(${ms})@${Date.now()}`) };
+        return {
+          stop: async (ms?: number) => {
+            log.push(`stop(${ms})@${Date.now()}`);
+            return true;
+          },
+        };
       },
       onLeadingChange: (leading) => log.push(`leading=${leading}`),
       exit: (code) => log.push(`exit(${code})`),
@@ -344,7 +411,12 @@ describe('runLeaderElected', () => {
     runLeaderElected({
       elector: elector(api, 'me'),
       logger: silentLogger(),
-      start: async () => ({ stop: async () => void (stoppedWork = true) }),
+      start: async () => ({
+        stop: async () => {
+          stoppedWork = true;
+          return true;
+        },
+      }),
       exit: (code) => exits.push(code),
     });
     await vi.advanceTimersByTimeAsync(0);
@@ -352,5 +424,51 @@ describe('runLeaderElected', () => {
     await vi.advanceTimersByTimeAsync(2_000);
     expect(exits).toEqual([1]);
     expect(stoppedWork).toBe(false); // no drain: the process ends now
+  });
+
+  it('leaves the lease to expire, not released, when the work is still running at the end of the drain', async () => {
+    const api = new FakeLeaseApi();
+    const run = runLeaderElected({
+      elector: elector(api, 'me'),
+      logger: silentLogger(),
+      start: async () => ({ stop: async () => false }), // a reconcile outlived the drain
+      exit: () => undefined,
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(api.lease?.spec?.holderIdentity).toBe('me');
+    const stopped = run.stop(1_000);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(await stopped).toBe(false);
+    expect(api.lease?.spec).toMatchObject({ holderIdentity: 'me', leaseDurationSeconds: 15 });
+  });
+
+  it('does not release while the work is still starting at the end of the bound, and stops it once it has started', async () => {
+    const api = new FakeLeaseApi();
+    const stops: number[] = [];
+    const run = runLeaderElected({
+      elector: elector(api, 'me'),
+      logger: silentLogger(),
+      start: () =>
+        new Promise<Stoppable>((resolve) =>
+          setTimeout(
+            () =>
+              resolve({
+                stop: async (ms?: number) => {
+                  stops.push(ms ?? -1);
+                  return true;
+                },
+              }),
+            5_000,
+          ),
+        ),
+      exit: () => undefined,
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    const stopped = run.stop(1_000);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(await stopped).toBe(false);
+    expect(api.lease?.spec?.holderIdentity).toBe('me');
+    await vi.advanceTimersByTimeAsync(4_000);
+    expect(stops).toEqual([0]);
   });
 });
