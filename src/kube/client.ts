@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { bufferFromFileOrString, RequestContext, type KubeConfig } from '@kubernetes/client-node';
 import { fetch, type Dispatcher } from 'undici';
-import { KubeApiError, type KubeStatus } from './errors.ts';
+import { KubeApiError, parseJson, type KubeStatus } from './errors.ts';
 import {
   apiVersionOf,
   collectionPath,
@@ -340,7 +340,7 @@ export class KubeClient {
           buffered = buffered.slice(nl + 1);
           if (line === '') continue;
           // A line that does not parse means the stream is corrupt: end the watch, let the caller restart it.
-          const event = JSON.parse(line) as WatchEvent<T>;
+          const event = parseJson<WatchEvent<T>>(line, `watch ${path}`);
           onEvent(event);
         }
       }
@@ -382,7 +382,7 @@ export class KubeClient {
     } catch (err) {
       throw networkError(method, pathForErrors, err, signal);
     }
-    return (text === '' ? undefined : JSON.parse(text)) as R;
+    return (text === '' ? undefined : parseJson<R>(text, `${method} ${pathForErrors}`)) as R;
   }
 
   /** Sends the request and reports it to onRequest; transport failures become KubeApiError(0). */

@@ -216,3 +216,16 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * JSON.parse of an API server's answer. V8's SyntaxError quotes the text it failed on, and that text
+ * may hold a token (a TokenRequest answer, a Secret in a watch): the error names the request and the
+ * size, never the content.
+ */
+export function parseJson<T>(text: string, what: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new Error(`${what}: the answer is not valid JSON (${text.length} characters)`);
+  }
+}
