@@ -1,10 +1,11 @@
 /**
  * The informer against a real API server: it sees adds, updates and deletes; a stop/start
  * emits what changed meanwhile; a too-old resourceVersion (410) leads to a relist; a watch the
- * server closes, or one that goes silent past the watchdog, is restarted without losing events.
+ * server closes, or one that goes silent past the watchdog, is restarted without losing events; an
+ * event lost on the way is repaired by the periodic relist.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Informer } from '../../src/controller/informer.ts';
+import { Informer, type ListWatcher } from '../../src/controller/informer.ts';
 import { createLogger } from '../../src/controller/logger.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { isAlreadyExists } from '../../src/kube/errors.ts';
@@ -214,6 +215,37 @@ describe('Informer', () => {
     } finally {
       await inf.stop();
       await silent.stop();
+    }
+  });
+
+  it('repairs an event lost on the way by the periodic relist', async () => {
+    const sub = await createTestNamespace('informer-resync');
+    await client.create(CONFIG_MAPS, sub, cm('lost', '1'));
+    // The real API server, seen through a connection that drops every MODIFIED event of "lost": what
+    // a stalled proxy or a half-dead connection does. Only a fresh list can bring the change in.
+    const lossy: ListWatcher = {
+      list: (type, namespace, opts) => client.list(type, namespace, opts),
+      watch: (type, namespace, query, onEvent, onDone) =>
+        client.watch(type, namespace, query, (e) => (e.type === 'MODIFIED' && (e.object as KubeObject).metadata?.name === 'lost' ? undefined : onEvent(e as never)), onDone),
+    };
+    const { lines, logger } = logCapture();
+    const { seen, handler } = recorder();
+    const relisting = new Informer<ConfigMap>({ client: lossy, type: CONFIG_MAPS, namespace: sub, labelSelector: `${LABEL}=yes`, handlers: [handler], logger, resyncPeriodMs: 1_500 });
+    const never = new Informer<ConfigMap>({ client: lossy, type: CONFIG_MAPS, namespace: sub, labelSelector: `${LABEL}=yes`, resyncPeriodMs: 0 });
+    relisting.start();
+    never.start();
+    try {
+      await relisting.waitForSync(AbortSignal.timeout(20_000));
+      await never.waitForSync(AbortSignal.timeout(20_000));
+      await client.patch(CONFIG_MAPS, sub, 'lost', { data: { v: '2' } });
+      await waitFor(async () => has(seen, { kind: 'update', name: 'lost', data: '2', oldData: '1' }), { description: 'the lost update, from the relist', timeoutMs: 15_000 });
+      expect(relisting.get(sub, 'lost')?.data?.v).toBe('2');
+      expect(lines.filter((l) => l.msg === 'listed').length).toBeGreaterThanOrEqual(2);
+      // Without the relist the change never arrives: the loss is real, the relist is what repaired it.
+      expect(never.get(sub, 'lost')?.data?.v).toBe('1');
+    } finally {
+      await relisting.stop();
+      await never.stop();
     }
   });
 
