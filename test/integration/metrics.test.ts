@@ -7,7 +7,8 @@
  *
  * Sequence: a Tier (1h tokens), a TenantBinding, two clients Ready (2 issued), revocationEpoch raised
  * on one (1 more issued, 1 revoked), the other deleted (1 revoked). So: issued 3, rotated 0,
- * revoked 2, one Ready client in the tier, its token about an hour from expiry.
+ * revoked 2, one Ready client in the tier, its token about an hour from expiry. Then, in a tier of
+ * 10-minute tokens renewed after 10 s: one client issued, rotated once, suspended (2 revoked).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, kubeconfigPath, waitFor } from './support/cluster.ts';
@@ -131,22 +132,36 @@ describe('5: metrics after a known sequence', () => {
     expect(earliest).toBeLessThanOrEqual(3600);
     expect(Math.abs(earliest - (expiresAt - scrapedAt) / 1000)).toBeLessThan(5);
 
-    for (const controller of ['tier', 'tenantbinding', 'serviceaccountclient']) {
-      const total = metricSamples(text, 'controller_runtime_reconcile_total')
-        .filter((s) => s.labels.controller === controller)
-        .reduce((sum, s) => sum + s.value, 0);
-      expect(total, `reconciles of ${controller}`).toBeGreaterThan(0);
-      expect(valueOf(text, 'controller_runtime_reconcile_time_seconds_count', { controller }), `reconcile times of ${controller}`).toBeGreaterThan(0);
-      expect(valueOf(text, 'controller_runtime_reconcile_errors_total', { controller }), `errors series of ${controller}`).toBeDefined();
-      for (const result of ['success', 'error', 'requeue', 'requeue_after']) {
-        expect(valueOf(text, 'controller_runtime_reconcile_total', { controller, result }), `${controller} ${result}`).toBeDefined();
-      }
-      expect(valueOf(text, 'workqueue_adds_total', { name: controller }), `adds of ${controller}`).toBeGreaterThan(0);
-      expect(valueOf(text, 'workqueue_depth', { name: controller }), `depth of ${controller}`).toBeDefined();
-      expect(valueOf(text, 'workqueue_retries_total', { name: controller })).toBeDefined();
-      expect(valueOf(text, 'workqueue_queue_duration_seconds_count', { name: controller })).toBeGreaterThan(0);
-      expect(valueOf(text, 'workqueue_work_duration_seconds_count', { name: controller })).toBeGreaterThan(0);
-    }
+    // The controller-runtime numbers: how many reconciles there were depends on event timing, so
+    // they are held to the exact relations between them, at rest (nothing in flight, nothing queued).
+    const relations = (t: string, controller: string): string[] => {
+      const problems: string[] = [];
+      const byResult = Object.fromEntries(['success', 'error', 'requeue', 'requeue_after'].map((result) => [result, valueOf(t, 'controller_runtime_reconcile_total', { controller, result })]));
+      if (Object.values(byResult).some((v) => v === undefined)) problems.push(`a result series missing: ${JSON.stringify(byResult)}`);
+      const reconciles = Object.values(byResult).reduce((sum: number, v) => sum + (v ?? 0), 0);
+      const want = (what: string, actual: number | undefined, wanted: number) => {
+        if (actual !== wanted) problems.push(`${what} = ${actual}, want ${wanted}`);
+      };
+      want('controller_runtime_reconcile_time_seconds_count', valueOf(t, 'controller_runtime_reconcile_time_seconds_count', { controller }), reconciles);
+      want('controller_runtime_reconcile_errors_total', valueOf(t, 'controller_runtime_reconcile_errors_total', { controller }), byResult.error ?? -1);
+      const terminal = valueOf(t, 'controller_runtime_terminal_reconcile_errors_total', { controller }) ?? -1;
+      want('workqueue_retries_total', valueOf(t, 'workqueue_retries_total', { name: controller }), (byResult.error ?? 0) - terminal);
+      want('workqueue_work_duration_seconds_count', valueOf(t, 'workqueue_work_duration_seconds_count', { name: controller }), reconciles);
+      want('workqueue_queue_duration_seconds_count', valueOf(t, 'workqueue_queue_duration_seconds_count', { name: controller }), reconciles);
+      want('workqueue_depth', valueOf(t, 'workqueue_depth', { name: controller }), 0);
+      if (!(reconciles > 0)) problems.push('no reconcile at all');
+      if (!((valueOf(t, 'workqueue_adds_total', { name: controller }) ?? 0) >= reconciles)) problems.push('fewer adds than reconciles');
+      return problems.map((p) => `${controller}: ${p}`);
+    };
+    text = await waitFor(
+      async () => {
+        const t = await scrape();
+        const problems = ['tier', 'tenantbinding', 'serviceaccountclient'].flatMap((c) => relations(t, c));
+        if (problems.length > 0) throw new Error(problems.join('; '));
+        return t;
+      },
+      { timeoutMs: 15_000, description: 'the controller-runtime metrics to agree with each other at rest' },
+    );
     // Clients reconcile successfully, and come back for renewal: requeue_after.
     expect(valueOf(text, 'controller_runtime_reconcile_total', { controller: 'serviceaccountclient', result: 'requeue_after' })).toBeGreaterThan(0);
     // The REST client: the token requests (POST) answered 201, the deletions 200.
@@ -157,6 +172,36 @@ describe('5: metrics after a known sequence', () => {
 
     expect((await fetch(`${healthUrl}/healthz`)).status).toBe(200);
     expect((await fetch(`${healthUrl}/readyz`)).status).toBe(200);
+  });
+
+  it('counts a rotation: tokens_rotated_total, with issued and revoked, exactly', async () => {
+    // A tier of its own: 10-minute tokens renewed 10 s after issue, a grace period longer than the test.
+    const fast = await createTier(op, 'fast', {
+      level: 5,
+      groups: [`${group}-fast`],
+      token: { audiences: [`${op.prefix}-gw`], defaultExpiration: '10m', maxExpiration: '10m', renewBefore: '9m50s', gracePeriod: '5m' },
+    });
+    await waitForTierReady(fast.metadata.name);
+    await createClient(op, ns, 'm-r', { subject: { user: 'mr@example.com', groups: [`${group}-fast`] } });
+    const first = await waitForClientReady(ns, 'm-r');
+    const firstId = first.client.status?.tokens?.[0]?.id;
+    await waitForClientReady(ns, 'm-r', { timeoutMs: 30_000, extra: (ct) => ct.client.status?.tokens?.[0]?.id !== firstId, description: 'm-r rotated once' });
+    // Suspend before the next renewal (10 s later): both tokens revoked, no more rotations.
+    await kube.patch(R.client, ns, 'm-r', { spec: { suspended: true } });
+    const tier = { tier: fast.metadata.name };
+    const text = await waitFor(
+      async () => {
+        const t = await scrape();
+        return valueOf(t, 'tokenwarden_tokens_revoked_total', tier) === 2 ? t : undefined;
+      },
+      { timeoutMs: 15_000, description: 'the two tokens of m-r revoked by the suspension' },
+    );
+    expect(valueOf(text, 'tokenwarden_tokens_issued_total', tier)).toBe(1);
+    expect(valueOf(text, 'tokenwarden_tokens_rotated_total', tier)).toBe(1);
+    expect(valueOf(text, 'tokenwarden_clients', { ...tier, ready: 'false' })).toBe(1);
+    // The first tier's numbers are untouched.
+    expect(valueOf(text, 'tokenwarden_tokens_issued_total', { tier: tierName })).toBe(3);
+    expect(valueOf(text, 'tokenwarden_tokens_rotated_total', { tier: tierName }) ?? 0).toBe(0);
   });
 
   it('reports leader_election_master_status with --leader-elect, and a leader is ready', async () => {
