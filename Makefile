@@ -6,7 +6,10 @@ SHELL := /usr/bin/env bash
 # Node 24 comes from the npm registry (the `node` package) into node_modules/.bin, so it goes first.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE_DEPS := node_modules/.package-lock.json
-DEV := .dev
+# The local control plane's folder (state, logs, pids, kubeconfig); `make controlplane-up DEV=/tmp/x`
+# runs a second one beside it.
+DEV ?= .dev
+export TOKENWARDEN_DEV_DIR := $(abspath $(DEV))
 DEV_KUBECONFIG := $(DEV)/kubeconfig
 # The kubectl built with the local control plane (same version as the API server).
 LOCAL_KUBECTL = $$(bash test/controlplane/build.sh)/kubectl
@@ -29,9 +32,7 @@ dev: $(NODE_DEPS) controlplane-up ## Local control plane, CRDs, samples and the 
 	node tools/dev.ts up
 
 .PHONY: dev-down
-dev-down: ## Stop the operator started by `make dev` and the local control plane.
-	node tools/dev.ts down
-	node test/controlplane/launcher.ts down
+dev-down: controlplane-down ## Stop the operator started by `make dev` and the local control plane.
 
 .PHONY: controlplane-build
 controlplane-build: ## Build etcd, kube-apiserver, kube-controller-manager and kubectl from source (cached).
@@ -42,7 +43,8 @@ controlplane-up: $(NODE_DEPS) controlplane-build ## Start the local control plan
 	node test/controlplane/launcher.ts up
 
 .PHONY: controlplane-down
-controlplane-down: $(NODE_DEPS) ## Stop the local control plane and remove its state.
+controlplane-down: $(NODE_DEPS) ## Stop the local control plane (and an operator `make dev` started on it) and remove its state.
+	node tools/dev.ts down
 	node test/controlplane/launcher.ts down
 
 .PHONY: manifests

@@ -6,11 +6,12 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const dev = join(root, '.dev');
+// TOKENWARDEN_DEV_DIR (the Makefile's DEV): the folder `make controlplane-up` used.
+const dev = resolve(process.env.TOKENWARDEN_DEV_DIR || join(root, '.dev'));
 const pidFile = join(dev, 'operator.pid');
 const logFile = join(dev, 'logs', 'operator.log');
 const kubeconfig = join(dev, 'kubeconfig');
@@ -65,17 +66,19 @@ async function up(): Promise<number> {
     return 1;
   }
   const deadline = Date.now() + 60_000;
-  for (;;) {
+  const samplesReady = (): boolean => {
     const ready = kubectl(['get', 'sac', '-A', '-o', 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}']);
     const states = ready.stdout.split('\n').filter(Boolean);
-    if (ready.status === 0 && states.length > 0 && states.every((s) => s === 'True')) break;
-    if (Date.now() > deadline) {
-      console.error('samples not Ready after 60s; see .dev/logs/operator.log');
-      break;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
+    return ready.status === 0 && states.length > 0 && states.every((s) => s === 'True');
+  };
+  let allReady: boolean;
+  while (!(allReady = samplesReady()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 500));
   process.stdout.write(`\n$ kubectl get tiers,tenantbindings,sac -A\n${kubectl(['get', 'tiers,tenantbindings,sac', '-A']).stdout}`);
+  if (!allReady) {
+    // make dev must not look successful when the main job is not working.
+    console.error('\nthe samples are not Ready after 60s; see .dev/logs/operator.log (the operator and control plane are left running to look at)');
+    return 1;
+  }
   console.log('\nexport KUBECONFIG=.dev/kubeconfig to use it; `make dev-down` stops everything.');
   return 0;
 }

@@ -596,7 +596,8 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 // ---------------------------------------------------------------------------------------------
 // CLI
 
-const dev = path.join(repoRoot, '.dev');
+// TOKENWARDEN_DEV_DIR (the Makefile's DEV): another folder, e.g. for a second local control plane.
+const dev = path.resolve(process.env.TOKENWARDEN_DEV_DIR || path.join(repoRoot, '.dev'));
 const devPaths = {
   stateDir: path.join(dev, 'controlplane'),
   logDir: path.join(dev, 'logs'),
@@ -676,7 +677,7 @@ async function down(opts: { quiet?: boolean } = {}): Promise<number> {
 async function status(): Promise<number> {
   const state = await readState(devPaths.stateDir);
   if (!state) {
-    say('not up (no state in .dev/controlplane)');
+    say(`not up (no state in ${path.relative(process.cwd(), devPaths.stateDir)})`);
     return 1;
   }
   const cp = new Handle(state, true, defaultLog);

@@ -3,7 +3,12 @@
  * reviewed by a real kube-apiserver, the controller manager really collects garbage and deletes
  * namespaces, and the static test users get real identities that RBAC really decides on.
  */
-import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, inject, it } from 'vitest';
 import {
   ApiException,
   AuthenticationV1Api,
@@ -224,6 +229,51 @@ describe('test users: identity and RBAC are real', () => {
     })).status!;
     expect((await sar(aliceInfo!.groups!)).allowed).toBe(true);
     expect((await sar([])).allowed).toBe(false);
+  });
+});
+
+describe('make controlplane-up / controlplane-down (a second control plane, in a folder of its own)', () => {
+  const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+  const alive = (pid: number) => fs.existsSync(`/proc/${pid}`) && !/^\S+ \S+ Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/\(.*\)/, 'x'));
+  /** Processes whose command line names the folder: the components started there. */
+  const processesIn = (dir: string) =>
+    fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid).filter((e) => {
+      try {
+        return alive(Number(e)) && fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(dir);
+      } catch {
+        return false;
+      }
+    });
+
+  it.skipIf(inject('controlPlane').external)('up: /readyz answers ok through the written kubeconfig, one context per test user; down: no process left, state gone', { timeout: 180_000 }, () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tw-cli-'));
+    // -o: never re-run `npm ci` from inside the test run, whatever the timestamps say.
+    const make = (target: string) => spawnSync('make', ['-s', '-o', 'node_modules/.package-lock.json', target, `DEV=${dir}`], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
+    const kubectlPath = inject('controlPlane').kubectlPath;
+    try {
+      const up = make('controlplane-up');
+      expect(up.status, `${up.stdout}\n${up.stderr}`).toBe(0);
+      const kubeconfig = path.join(dir, 'kubeconfig');
+      const readyz = spawnSync(kubectlPath, ['--kubeconfig', kubeconfig, 'get', '--raw', '/readyz'], { encoding: 'utf8' });
+      expect(readyz.stdout, readyz.stderr).toBe('ok');
+      const contexts = spawnSync(kubectlPath, ['--kubeconfig', kubeconfig, 'config', 'get-contexts', '-o', 'name'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+      expect(contexts).toEqual(expect.arrayContaining(['admin', ALICE, BOB, MALLORY]));
+      expect(spawnSync(kubectlPath, ['--kubeconfig', kubeconfig, 'config', 'current-context'], { encoding: 'utf8' }).stdout.trim()).toBe('admin');
+      const pids = fs.readdirSync(dir).filter((f) => f.endsWith('.pid')).map((f) => Number(fs.readFileSync(path.join(dir, f), 'utf8')));
+      expect(pids.length).toBe(3); // etcd, kube-apiserver, kube-controller-manager
+      expect(pids.every(alive)).toBe(true);
+      expect(processesIn(dir).length).toBeGreaterThanOrEqual(3);
+
+      const down = make('controlplane-down');
+      expect(down.status, `${down.stdout}\n${down.stderr}`).toBe(0);
+      expect(pids.filter(alive), 'components still running after controlplane-down').toEqual([]);
+      expect(processesIn(dir)).toEqual([]);
+      expect(fs.existsSync(path.join(dir, 'controlplane'))).toBe(false);
+      expect(fs.existsSync(kubeconfig)).toBe(false);
+    } finally {
+      make('controlplane-down');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
