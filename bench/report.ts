@@ -96,6 +96,14 @@ function verbTable(runs: Run[]): string {
   return table(head, rows);
 }
 
+/** " (watch 8)": the steady-state reads grouped by verb. */
+function steadyReads(operator: Record<string, number>): string {
+  const byVerb: Record<string, number> = {};
+  for (const [k, v] of Object.entries(operator)) byVerb[k.split(' ')[0] as string] = (byVerb[k.split(' ')[0] as string] ?? 0) + v;
+  const parts = Object.entries(byVerb).map(([verb, v]) => `${verb} ${v}`);
+  return parts.length ? ` (${parts.join(', ')})` : '';
+}
+
 function section(label: string, byN: Map<number, { run: Run; file: Results }>): string {
   const entries = [...byN.entries()].sort(([a], [b]) => a - b);
   const runs = entries.map(([, e]) => e.run);
@@ -149,7 +157,7 @@ function section(label: string, byN: Map<number, { run: Run; file: Results }>): 
         String(r.n),
         r.steady ? `${Math.round(r.steady.windowMs / 1000)} s` : '—',
         r.steady ? String(r.steady.requests.operatorWrites) : '—',
-        r.steady ? `${r.steady.requests.operatorReads} (${Object.entries(r.steady.requests.operator).map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'})` : '—',
+        r.steady ? `${r.steady.requests.operatorReads}${steadyReads(r.steady.requests.operator)}` : '—',
         s(r.cold?.readyMs, 2),
         s(r.cold?.allReconciledMs, 2),
         r.cold ? String(r.cold.writes) : '—',

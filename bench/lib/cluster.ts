@@ -68,7 +68,8 @@ export async function startCluster(workDir: string, log: (line: string) => void)
       admin,
       operatorKubeconfig,
       floorKubeconfig,
-      kubernetesVersion: version.gitVersion,
+      // Built from source without version stamping, the server says v0.0.0-master: the build folder names the release.
+      kubernetesVersion: /^v0\.0\.0/.test(version.gitVersion) ? (/kubernetes-(v[\d.]+)/.exec(cp.binDir)?.[1] ?? version.gitVersion) : version.gitVersion,
       etcdVersion: /etcd-(v[\d.]+)/.exec(cp.binDir)?.[1] ?? 'unknown',
       flowSchemas,
       async stop() {
