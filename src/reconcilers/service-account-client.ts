@@ -178,6 +178,9 @@ async function converge(op: OperatorContext, client: Client, log: Logger): Promi
 
   if (client.spec.suspended) return suspend(op, client, base, tierResolved, events, log);
 
+  const leftBehind = anchorsOf(op, client).filter((a) => a.metadata?.namespace !== namespace);
+  if (leftBehind.length > 0) return leaveOldTier(op, client, base, tierResolved, events, leftBehind, log);
+
   const account = await ensureServiceAccount(op, namespace, client.spec.subject.user, tierName);
   if (account.collision) {
     const message = `every ServiceAccount name for user "${client.spec.subject.user}" in ${namespace} belongs to another user`;
@@ -310,6 +313,40 @@ async function suspend(
       ]),
     },
     events: wasSuspended && revoked === 0 ? events : [...events, { type: 'Normal', reason: 'Suspended', note: `${message} (${revoked} revoked)` }],
+  };
+}
+
+/**
+ * First pass of a tier move: the tokens of the tier the client left are revoked, its Secret emptied
+ * and that tier's ServiceAccount released, then the key goes to the back of the queue for the new
+ * token. When many clients move at once (a Tier or TenantBinding edit), every one of them is cut off
+ * from its old tier within one pass over the queue, instead of each waiting until the clients ahead
+ * of it have their new tokens.
+ */
+async function leaveOldTier(
+  op: OperatorContext,
+  client: Client,
+  base: ServiceAccountClientStatus,
+  tierResolved: { type: 'TierResolved'; status: 'True'; reason: 'Resolved'; message: string },
+  events: Outcome['events'],
+  leftBehind: CachedSecret[],
+  log: Logger,
+): Promise<Outcome> {
+  await revokeTokens(op, client, leftBehind.map((a) => a.metadata?.name as string), log);
+  const secret = op.caches.secrets.get(client.metadata.namespace, defaultSecretName(client));
+  if (secret !== undefined) await writeSecret(op, client, base.tier as string, undefined, secret);
+  await releaseServiceAccount(op, client, undefined);
+  const from = [...new Set(leftBehind.map((a) => a.metadata?.labels?.[TIER_LABEL] ?? a.metadata?.namespace))].join(', ');
+  // No count in it: a repeat of this pass (the cache not yet showing the deletions) then writes nothing.
+  const message = `moving to tier ${base.tier}: the tokens of tier ${from} are revoked; a token of tier ${base.tier} follows`;
+  return {
+    status: {
+      ...clearedTokens(base),
+      secretName: defaultSecretName(client),
+      conditions: conditionsFor(client, op.now(), [tierResolved, { type: 'Ready', status: 'False', reason: 'Moving', message }]),
+    },
+    events,
+    requeueAfterMs: 0,
   };
 }
 

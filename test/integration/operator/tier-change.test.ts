@@ -5,9 +5,14 @@
  *
  * All tiers share one audience, as one gateway in front of all of them would: the old token is
  * checked with the audience it was minted for, so a failure means "revoked", not "wrong audience".
+ *
+ * And when many clients move at once, every one of them loses its old tier's tokens before any of
+ * them gets its new one: a demotion takes effect in one pass over the queue, not one per client.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTestNamespace } from '../support/cluster.ts';
+import { KubeClient } from '../../../src/kube/client.ts';
+import { SECRETS, type KubeObject } from '../../../src/kube/resources.ts';
+import { adminKubeConfig, createTestNamespace, waitFor } from '../support/cluster.ts';
 import {
   R,
   createBinding,
@@ -23,6 +28,9 @@ import {
   tierNamespace,
   waitForClientReady,
   waitForTierReady,
+  ANCHOR_TYPE,
+  clientEvents,
+  condition,
   type ClientToken,
   type OperatorProcess,
 } from '../support/operator.ts';
@@ -128,5 +136,65 @@ describe('8: tier changes move the client', () => {
     const changedAt = Date.now();
     await kube.remove(R.binding, ns, 'enterprise-for-c');
     await expectMove(ns, 'mover-c', old, enterprise, pro, changedAt, `Tier/${pro}`);
+  });
+});
+
+describe('many clients moving at once', () => {
+  it('every old-tier token is revoked before the first new-tier token is minted; then all are Ready in the new tier', { timeout: 180_000 }, async () => {
+    // One worker: the order of the queue is the order of the writes, so the claim is exact.
+    const mass = await startOperator({ name: 'mass', extraArgs: ['--workers=1'] });
+    const group = `${mass.prefix}-movers`;
+    const token = { audiences: [aud], defaultExpiration: '1h', gracePeriod: '5m' };
+    const low = (await createTier(mass, 'low', { level: 10, groups: [group], token })).metadata.name;
+    const high = (await createTier(mass, 'high', { level: 20, groups: [], token })).metadata.name;
+    await Promise.all([low, high].map((t) => waitForTierReady(t)));
+    const ns = await createTestNamespace(`${mass.prefix}-team`);
+    const names = Array.from({ length: 12 }, (_, i) => `mover-${i}`);
+    for (const name of names) await createClient(mass, ns, name, { subject: { user: `${name}@mass.example.com`, groups: [group] } });
+    const before = await Promise.all(names.map((name) => waitForClientReady(ns, name)));
+    expect(before.every((ct) => ct.client.status?.tier === low)).toBe(true);
+
+    // Every anchor written in either tier namespace, in the API server's order.
+    const lowNs = tierNamespace(mass, low);
+    const highNs = tierNamespace(mass, high);
+    const seen: { type: string; namespace: string }[] = [];
+    const client = new KubeClient(adminKubeConfig());
+    const watch = client.watch<KubeObject & { type?: string }>(
+      SECRETS,
+      undefined,
+      { labelSelector: `tokenwarden.io/tier in (${low},${high})`, resourceVersion: (await client.list(SECRETS, undefined, { labelSelector: `tokenwarden.io/tier in (${low},${high})` })).resourceVersion },
+      (e) => {
+        const obj = e.object as KubeObject & { type?: string };
+        if (e.type !== 'BOOKMARK' && obj.type === ANCHOR_TYPE) seen.push({ type: e.type, namespace: obj.metadata?.namespace as string });
+      },
+      () => undefined,
+    );
+    try {
+      await kube.patch(R.tier, undefined, high, { spec: { groups: [group] } });
+      const after = await Promise.all(
+        names.map((name) => waitForClientReady(ns, name, { timeoutMs: 60_000, extra: (ct) => ct.client.status?.tier === high, description: `${name} Ready in ${high}` })),
+      );
+      await waitFor(async () => seen.filter((e) => e.type === 'DELETED' && e.namespace === lowNs).length >= names.length, { description: 'the watch to see every old anchor deleted' });
+
+      const lastOldDeleted = seen.findLastIndex((e) => e.type === 'DELETED' && e.namespace === lowNs);
+      const firstNewAdded = seen.findIndex((e) => e.type === 'ADDED' && e.namespace === highNs);
+      expect(firstNewAdded, JSON.stringify(seen)).toBeGreaterThan(lastOldDeleted);
+      expect(seen.filter((e) => e.type === 'ADDED' && e.namespace === highNs).length).toBe(names.length);
+
+      for (const [i, name] of names.entries()) {
+        expect((await review(before[i]?.token as string, [aud])).authenticated, `${name}: the old token`).toBe(false);
+        const now = after[i] as ClientToken;
+        expect(condition(now.client, 'Ready')?.reason).toBe('TokenIssued');
+        const who = await review(now.token as string, [aud]);
+        expect(who.username?.startsWith(`system:serviceaccount:${highNs}:`), `${name}: ${who.username}`).toBe(true);
+        // One Moved Event, however many passes the move took.
+        expect((await clientEvents(ns, name)).filter((e) => e.reason === 'Moved').length, `${name}: Moved Events`).toBe(1);
+      }
+      expect(await orphanServiceAccounts(mass, [low, high])).toEqual([]);
+      expect((await kube.list(R.serviceAccount, lowNs, { labelSelector: 'app.kubernetes.io/managed-by=tokenwarden' })).map((sa) => sa.metadata.name)).toEqual([]);
+    } finally {
+      watch.abort();
+      await client.close();
+    }
   });
 });
