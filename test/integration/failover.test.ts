@@ -41,6 +41,8 @@ const RETRY_MS = 1_000;
 const MAX_LOOK_MS = 2.2 * RETRY_MS;
 const CLIENTS = 200;
 const USERS = 50;
+/** The tier's gracePeriod: an earlier token may live this long after its successor was issued. */
+const GRACE_MS = 60_000;
 
 const LEASE: { group: string; version: string; plural: string; namespaced: boolean } = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true };
 
@@ -123,6 +125,8 @@ async function expectConverged(op: OperatorProcess, expected: number): Promise<v
           // Two only while the older one is inside its grace period: it must be the newer one's predecessor.
           const [newer, older] = c.status?.tokens ?? [];
           if (!newer || !older || Date.parse(newer.issuedAt) < Date.parse(older.issuedAt)) problems.push(`${c.metadata.name}: tokens out of order`);
+          // ...and only inside that grace period, which runs from the newer one's issue (2 s of slack for clocks and polling).
+          else if (Date.now() > Date.parse(newer.issuedAt) + GRACE_MS + 2_000) problems.push(`${c.metadata.name}: an older token kept past its grace period`);
         }
         const mine = anchors.filter((a) => a.metadata.labels?.[CLIENT_UID_LABEL] === c.metadata.uid).map((a) => a.metadata.name).sort();
         if (JSON.stringify(mine) !== JSON.stringify([...ids].sort())) problems.push(`${c.metadata.name}: anchors ${mine.join(',')} vs status ${ids.join(',')}`);
@@ -158,7 +162,7 @@ beforeAll(async () => {
   a = await replica();
   b = await replica();
   const first = await waitForLeader([a, b], 60_000);
-  const tier = await createTier(first, 'fo', { level: 10, groups: [group], token: { audiences: [aud], defaultExpiration: '1h', gracePeriod: '1m' } });
+  const tier = await createTier(first, 'fo', { level: 10, groups: [group], token: { audiences: [aud], defaultExpiration: '1h', gracePeriod: `${GRACE_MS / 1000}s` } });
   tierName = tier.metadata.name;
   tierNs = tierNamespace(first, tierName);
   await waitForTierReady(tierName);
