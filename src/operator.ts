@@ -82,7 +82,12 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const selector = opts.selector ? { labelSelector: opts.selector } : {};
   const caches: Caches = {
     tiers: new Informer<Tier>({ ...common, ...selector, type: TIERS }),
-    bindings: new Informer<TenantBinding>({ ...common, ...selector, type: TENANT_BINDINGS, indexers: { [INDEX.clientByNamespace]: namespaceIndexFunc } }),
+    bindings: new Informer<TenantBinding>({
+      ...common,
+      ...selector,
+      type: TENANT_BINDINGS,
+      indexers: { [INDEX.clientByNamespace]: namespaceIndexFunc, [INDEX.byTier]: (b) => (b.spec?.tierRef?.name ? [b.spec.tierRef.name] : []) },
+    }),
     clients: new Informer<ServiceAccountClient>({
       ...common,
       ...selector,
@@ -143,10 +148,14 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const specChanged = (a: KubeObject, b: KubeObject) =>
     a.metadata?.generation !== b.metadata?.generation || a.metadata?.deletionTimestamp !== b.metadata?.deletionTimestamp;
 
-  on(caches.tiers, (tier, old) => {
+  on(caches.tiers, (tier, old, deleted) => {
     tiers.enqueue(tier.metadata.name);
     // Any tier's level, groups or default flag can change any client's resolution.
-    if (old === undefined || specChanged(old, tier)) enqueueAllClients();
+    if (old === undefined || deleted || specChanged(old, tier)) enqueueAllClients();
+    // A TenantBinding's Ready says whether its tier exists: it changes when the tier comes or goes.
+    if (old === undefined || deleted || old.metadata?.deletionTimestamp !== tier.metadata?.deletionTimestamp) {
+      caches.bindings.byIndex(INDEX.byTier, tier.metadata.name).forEach((b) => bindings.enqueue(clientKey(b)));
+    }
   });
   on(caches.bindings, (binding, old) => {
     bindings.enqueue(clientKey(binding));

@@ -42,7 +42,7 @@ export const INDEX = {
   clientByUid: 'uid',
   /** Anchors by the uid of their client. */
   anchorByClientUid: 'clientUid',
-  /** Owned objects (namespaces, ServiceAccounts, bindings) by tier label. */
+  /** Owned objects (namespaces, ServiceAccounts, bindings) by tier label; TenantBindings by spec.tierRef.name. */
   byTier: 'tier',
 } as const;
 

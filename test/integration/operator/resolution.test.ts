@@ -26,6 +26,7 @@ import {
   waitForClientReady,
   waitForTierReady,
   type Client,
+  type KEvent,
   type OperatorProcess,
   type Secret,
   type TenantBinding,
@@ -118,6 +119,32 @@ describe('9: tier resolution', () => {
       throw new Error(`${(err as Error).message}; last seen status: ${JSON.stringify(b.status)}`);
     });
     expect(binding.status?.clients).toBe(1);
+  });
+
+  it('a TenantBinding whose tier does not exist: Ready=False TierNotFound and a Warning Event; Ready within seconds of the Tier appearing, TierNotFound again when it goes', async () => {
+    const tierName = `${op.prefix}-later`;
+    await createBinding(op, ns, 'to-later', { tierRef: { name: tierName }, subjects: [{ kind: 'User', name: 'later@example.com' }] });
+    const bindingReady = (status: 'True' | 'False', reason: string) =>
+      waitFor(
+        async () => {
+          const b = await kube.get<TenantBinding>(R.binding, ns, 'to-later');
+          const ready = condition(b, 'Ready');
+          return ready?.status === status && ready.reason === reason && ready.observedGeneration === b.metadata.generation ? b : undefined;
+        },
+        // Seconds, not the informers' 10-minute relist: the Tier's coming and going must reach the binding.
+        { timeoutMs: 10_000, description: `TenantBinding to-later Ready=${status} ${reason}` },
+      );
+    const missing = await bindingReady('False', 'TierNotFound');
+    expect(condition(missing, 'Ready')?.message).toContain(tierName);
+    await waitFor(
+      async () => (await kube.list<KEvent>(R.event, ns)).some((e) => e.regarding?.kind === 'TenantBinding' && e.regarding.name === 'to-later' && e.reason === 'TierNotFound' && e.type === 'Warning'),
+      { timeoutMs: 10_000, description: 'a Warning Event TierNotFound about the binding' },
+    );
+
+    await createTier(op, 'later', { level: 1, groups: [] });
+    await bindingReady('True', 'Bound');
+    await kube.remove(R.tier, undefined, tierName);
+    await bindingReady('False', 'TierNotFound');
   });
 
   it('adding a default Tier resolves the client that matched nothing', async () => {
