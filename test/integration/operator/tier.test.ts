@@ -111,10 +111,11 @@ describe('1: a Tier yields its namespace and access bindings', () => {
     expect(await kube.tryGet(R.roleBinding, otherNs, `${op.namespacePrefix}-tier-${tier.metadata.name}-${modelUser}`)).toBeNull();
   });
 
-  it('gives a token of the tier the granted access and nothing else (SubjectAccessReview of its TokenReview identity)', async () => {
+  it('gives a token of the tier the granted access and nothing else (SubjectAccessReview of its TokenReview identity); counts the client in status', async () => {
     await waitForTierReady(tier.metadata.name);
     await createClient(op, clientNs, 'alice-notebook', { subject: { user: 'alice@example.com', groups: [`${op.prefix}-premium-users`] } });
     const { token } = await waitForClientReady(clientNs, 'alice-notebook');
+    await waitFor(async () => (await getTier(tier.metadata.name)).status?.clients === 1, { timeoutMs: 10_000, description: 'Tier status.clients 1' });
     const who = await review(token as string, [aud]);
     expect(who.authenticated).toBe(true);
     expect(who.username?.startsWith(`system:serviceaccount:${tierNs}:`)).toBe(true);
@@ -177,5 +178,34 @@ describe('a Tier whose objects the API server refuses', () => {
     expect(condition(t, 'Ready')?.message).toMatch(/forbidden/);
     expect(await kube.tryGet(R.clusterRoleBinding, undefined, `${op.namespacePrefix}-tier-${name}-cluster-admin`)).toBeNull();
     expect(op.logs()).toContain('attempting to grant RBAC permissions not currently held');
+  });
+});
+
+describe('deletionPolicy', () => {
+  const rbName = (name: string) => `${op.namespacePrefix}-tier-${name}-${modelUser}`;
+  async function createAndDelete(short: string, deletionPolicy: 'Retain' | 'Delete'): Promise<{ name: string; namespace: string }> {
+    const created = await createTier(op, short, { level: 1, deletionPolicy, access: [{ clusterRole: modelUser, namespaces: [modelsNs] }] });
+    const name = created.metadata.name;
+    await waitForTierReady(name);
+    expect(await kube.tryGet(R.roleBinding, modelsNs, rbName(name))).not.toBeNull();
+    await kube.remove(R.tier, undefined, name);
+    await waitFor(async () => (await kube.tryGet(R.tier, undefined, name)) === null, { timeoutMs: 20_000, description: `Tier ${name} gone` });
+    // Either way its access goes with it.
+    expect(await kube.tryGet(R.roleBinding, modelsNs, rbName(name))).toBeNull();
+    return { name, namespace: tierNamespace(op, name) };
+  }
+
+  it('Retain: deleting the Tier removes its bindings and keeps its namespace', async () => {
+    const { namespace } = await createAndDelete('kept', 'Retain');
+    const ns = await kube.get(R.namespace, undefined, namespace);
+    expect(ns.metadata.deletionTimestamp).toBeUndefined();
+  });
+
+  it('Delete: deleting the Tier removes its bindings and its namespace', async () => {
+    const { namespace } = await createAndDelete('gone', 'Delete');
+    await waitFor(async () => {
+      const ns = await kube.tryGet(R.namespace, undefined, namespace);
+      return ns === null || ns.metadata.deletionTimestamp !== undefined;
+    }, { timeoutMs: 10_000, description: `namespace ${namespace} deleted` });
   });
 });
