@@ -12,7 +12,7 @@
  * Short but legal timings keep this quick: lease 8s, renew deadline 6s, retry 1s.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTestNamespace, kubeconfigPath, waitFor } from './support/cluster.ts';
+import { createTestNamespace, waitFor } from './support/cluster.ts';
 import {
   ANCHOR_TYPE,
   CLIENT_UID_LABEL,
@@ -32,6 +32,7 @@ import {
   type KObject,
   type OperatorProcess,
   type Secret,
+  serviceAccountKubeconfig,
 } from './support/operator.ts';
 
 const LEASE_MS = 8_000;
@@ -63,9 +64,8 @@ function replica(): Promise<OperatorProcess> {
   return startOperator({
     namespacePrefix: prefix,
     waitForStarted: false,
-    // As admin: the replicas compete for a Lease of this file's own, which the manifests' Role
-    // (rightly) does not allow; RBAC is rbac.test.ts's subject.
-    kubeconfig: kubeconfigPath(),
+    // The manifests' RBAC, with the leader-election Role copied for this file's own Lease.
+    kubeconfig: operatorKubeconfig,
     extraArgs: [
       '--leader-elect=true',
       `--leader-election-namespace=${leaseNs}`,
@@ -154,8 +154,11 @@ let a: OperatorProcess;
 let b: OperatorProcess;
 let survivor: OperatorProcess;
 
+let operatorKubeconfig: string;
+
 beforeAll(async () => {
   leaseNs = await createTestNamespace(`${prefix}-lease`);
+  ({ path: operatorKubeconfig } = await serviceAccountKubeconfig(prefix, leaseNs, 'operator', { lease: { namespace: leaseNs, name: leaseId } }));
   ns = await createTestNamespace(`${prefix}-team`);
   aud = `${prefix}-gateway`;
   group = `${prefix}-users`;

@@ -11,7 +11,7 @@
  * 10-minute tokens renewed after 10 s: one client issued, rotated once, suspended (2 revoked).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTestNamespace, kubeconfigPath, waitFor } from './support/cluster.ts';
+import { createTestNamespace, waitFor } from './support/cluster.ts';
 import {
   R,
   createBinding,
@@ -25,6 +25,7 @@ import {
   waitForTierReady,
   type OperatorProcess,
   type Sample,
+  serviceAccountKubeconfig,
 } from './support/operator.ts';
 
 let op: OperatorProcess;
@@ -209,8 +210,8 @@ describe('5: metrics after a known sequence', () => {
     const leaseName = `${op.prefix}-lease`;
     const leader = await startOperator({
       name: 'mleader',
-      // As admin: the manifests' Role allows only the production Lease, and RBAC is rbac.test.ts's subject.
-      kubeconfig: kubeconfigPath(),
+      // The manifests' RBAC, with the leader-election Role copied for this Lease.
+      kubeconfig: (await serviceAccountKubeconfig(op.prefix, ns, 'mleader', { lease: { namespace: ns, name: leaseName } })).path,
       extraArgs: [
         '--metrics-bind-address=127.0.0.1:0',
         '--health-probe-bind-address=127.0.0.1:0',

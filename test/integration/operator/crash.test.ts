@@ -7,7 +7,7 @@
  * Counting writes while other test files run in parallel: apiserver_request_total has the labels
  * verb, dry_run, group, version, resource, subresource, scope, component, code: no namespace and no
  * user, so it cannot tell this operator's writes from another file's. Instead, this file's operator
- * runs as its own ServiceAccount (bound to cluster-admin; not system:masters, so API Priority and
+ * runs as its own ServiceAccount (with the manifests' RBAC; not system:masters, so API Priority and
  * Fairness classifies its requests instead of exempting them), and FlowSchemas matching only that
  * identity split its requests into "writes to what the operator touches", "other writes" and
  * "everything"; kube-apiserver's apiserver_flowcontrol_dispatched_requests_total{flow_schema} counts

@@ -26,7 +26,7 @@ import { afterAll } from 'vitest';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { adminKubeConfig, kubeconfigPath, tokenReview, waitFor, type TokenReviewResult } from './cluster.ts';
 import { installCrds } from './crds.ts';
-import { asServiceAccount, bindGranted, grantBind, operatorServiceAccountKubeconfig } from './rbac.ts';
+import { asServiceAccount, bindGranted, grantBind, manifestRbacIdentity, operatorServiceAccountKubeconfig } from './rbac.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -761,15 +761,25 @@ export function metricSamples(text: string, name: string): Sample[] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Another identity for the operator (for per-identity request accounting)
+// Another identity for the operator (per-identity request accounting, a Lease of its own)
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Creates ServiceAccount `name` in `namespace` bound to cluster-admin, and a kubeconfig file with a
- * 3h token of it. Its username is system:serviceaccount:<namespace>:<name> (not system:masters, so
+ * Creates ServiceAccount `name` in `namespace` for an operator of its own, and a kubeconfig file with
+ * a 3h token of it. Its username is system:serviceaccount:<namespace>:<name> (not system:masters, so
  * API Priority and Fairness classifies its requests by FlowSchema rather than exempting them).
+ *
+ * Its permissions are exactly the manifests' RBAC (with `lease`: a Lease of its own for
+ * --leader-elect), so every test that uses it also proves that RBAC suffices; only with
+ * TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT=0 (the suite run as admin) is it bound to cluster-admin.
  */
-export async function serviceAccountKubeconfig(prefix: string, namespace: string, name: string): Promise<{ path: string; username: string }> {
+export async function serviceAccountKubeconfig(
+  prefix: string,
+  namespace: string,
+  name: string,
+  opts: { lease?: { namespace: string; name: string } } = {},
+): Promise<{ path: string; username: string }> {
+  if (asServiceAccount()) return manifestRbacIdentity(namespace, name, opts);
   await kube.create(R.serviceAccount, namespace, { metadata: { name } });
   const crb = `${prefix}-${name}-admin`;
   await kube.create(R.clusterRoleBinding, undefined, {

@@ -10,7 +10,10 @@
  * - grantBind(): what a site does for the ClusterRoles its Tiers name (manifests/cluster-role.yaml,
  *   tokenwarden-tier-roles): `bind` on exactly those names, here in a ClusterRole of the test's own.
  *
- * TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT=1 makes support/operator.ts start every operator this way.
+ * - manifestRbacIdentity(): another ServiceAccount with exactly those permissions (and a Lease of
+ *   its own), for tests that need an operator identity of their own.
+ *
+ * Every operator of the suite runs this way; TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT=0 runs them as admin.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
 import { parseAllDocuments, parse } from 'yaml';
-import { adminKubeConfig } from './cluster.ts';
+import { adminKubeConfig, waitFor } from './cluster.ts';
 import { adminRequest } from './crds.ts';
 
 const manifestDir = fileURLToPath(new URL('../../../manifests', import.meta.url));
@@ -157,36 +160,54 @@ export function operatorServiceAccountKubeconfig(): Promise<string> {
   return operatorKubeconfig;
 }
 
-let bindRole: { name: string; names: Set<string> } | undefined;
+/** The file's bind grants: one ClusterRole naming the roles, bound to every operator identity of the file. */
+let bindRoleName: string | undefined;
+const bindRoleNames = new Set<string>();
+/** Who the bind grants go to: the manifests' ServiceAccount and every manifestRbacIdentity() of the file. */
+const bindSubjects: { namespace: string; name: string }[] = [{ namespace: OPERATOR_NAMESPACE, name: OPERATOR_SERVICE_ACCOUNT }];
 let granting: Promise<void> = Promise.resolve();
 
+async function applyBindGrants(): Promise<void> {
+  if (bindRoleName === undefined) {
+    const name = `tokenwarden-test-tier-roles-${randomBytes(4).toString('hex')}`;
+    bindRoleName = name;
+    cleanups.push(() => deleteObject({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name } }));
+    cleanups.push(() => deleteObject({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name } }));
+  }
+  const names = [...bindRoleNames].sort();
+  // An empty resourceNames would mean every ClusterRole: no rule at all until a role is named.
+  await applyObject({
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    metadata: { name: bindRoleName },
+    rules: names.length ? [{ apiGroups: ['rbac.authorization.k8s.io'], resources: ['clusterroles'], verbs: ['bind'], resourceNames: names }] : [],
+  });
+  await applyObject({
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: { name: bindRoleName },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: bindRoleName },
+    subjects: bindSubjects.map((s) => ({ kind: 'ServiceAccount', ...s })),
+  });
+}
+
 /**
- * Lets the ServiceAccount bind ClusterRole `roleName` (as a site lists its Tiers' roles), through a
- * ClusterRole and ClusterRoleBinding of this test file, deleted after it.
+ * Lets the operator's ServiceAccounts bind ClusterRole `roleName` (as a site lists its Tiers' roles),
+ * through a ClusterRole and ClusterRoleBinding of this test file, deleted after it.
  */
-export function grantBind(roleName: string, subject = { namespace: OPERATOR_NAMESPACE, name: OPERATOR_SERVICE_ACCOUNT }): Promise<void> {
+export function grantBind(roleName: string): Promise<void> {
   granting = granting.then(async () => {
-    if (!bindRole) {
-      const name = `tokenwarden-test-tier-roles-${randomBytes(4).toString('hex')}`;
-      bindRole = { name, names: new Set() };
-      const binding: ManifestObject = {
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'ClusterRoleBinding',
-        metadata: { name },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
-        subjects: [{ kind: 'ServiceAccount', ...subject }],
-      };
-      await applyObject(binding);
-      cleanups.push(() => deleteObject(binding));
-      cleanups.push(() => deleteObject({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name } }));
-    }
-    bindRole.names.add(roleName);
-    await applyObject({
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRole',
-      metadata: { name: bindRole.name },
-      rules: [{ apiGroups: ['rbac.authorization.k8s.io'], resources: ['clusterroles'], verbs: ['bind'], resourceNames: [...bindRole.names].sort() }],
-    });
+    bindRoleNames.add(roleName);
+    await applyBindGrants();
+  });
+  return granting;
+}
+
+/** Gives another operator identity of this file the bind grants. */
+function addBindSubject(subject: { namespace: string; name: string }): Promise<void> {
+  granting = granting.then(async () => {
+    if (!bindSubjects.some((s) => s.namespace === subject.namespace && s.name === subject.name)) bindSubjects.push(subject);
+    await applyBindGrants();
   });
   return granting;
 }
@@ -201,4 +222,65 @@ export function asServiceAccount(): boolean {
   // The default: every run proves the RBAC of manifests/ suffices. TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT=0 runs as admin.
   const v = process.env.TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT;
   return v !== '0' && v !== 'false';
+}
+
+/**
+ * A ServiceAccount of its own with exactly the RBAC of manifests/: bound to the ClusterRoles
+ * tokenwarden-operator and tokenwarden-tier-roles, to this file's bind grants (grantBind), and, for
+ * an operator that elects a leader, to a copy of the leader-election Role naming `lease` (what a site
+ * that sets --leader-election-id does). Everything is removed after the test file. Returns a
+ * kubeconfig with a TokenRequest token of it.
+ *
+ * For tests that need an operator identity of their own (to count its requests by FlowSchema, or to
+ * compete for a Lease of their own) and must still prove that the manifests' RBAC suffices.
+ */
+export async function manifestRbacIdentity(namespace: string, name: string, opts: { lease?: { namespace: string; name: string } } = {}): Promise<{ path: string; username: string }> {
+  for (const obj of rbacObjects()) await applyObject(obj);
+  const subject = { kind: 'ServiceAccount', name, namespace };
+  await applyObject({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } });
+  const bindingName = (role: string) => `${namespace}-${name}-${role}`.slice(0, 253);
+  for (const role of ['tokenwarden-operator', 'tokenwarden-tier-roles']) {
+    const binding: ManifestObject = {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: bindingName(role) },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
+      subjects: [subject],
+    };
+    await applyObject(binding);
+    deleteAfterFile(binding);
+  }
+  await addBindSubject({ namespace, name });
+  const user = `system:serviceaccount:${namespace}:${name}`;
+  if (opts.lease) {
+    const election = rbacObjects().find((o) => o.kind === 'Role' && o.metadata.name === 'tokenwarden-leader-election') as ManifestObject & { rules: PolicyRule[] };
+    const roleName = `${name}-leader-election`;
+    const rules = election.rules.map((rule) => (rule.resourceNames ? { ...rule, resourceNames: [opts.lease?.name as string] } : rule));
+    await applyObject({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: roleName, namespace: opts.lease.namespace }, rules });
+    await applyObject({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: roleName, namespace: opts.lease.namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: roleName },
+      subjects: [subject],
+    });
+  }
+  // The authorizer learns bindings from a watch: wait until it allows what the last of them grants.
+  const lease = opts.lease;
+  await waitFor(
+    async () =>
+      (await allowed(user, { verb: 'list', group: 'tokenwarden.io', resource: 'serviceaccountclients' })) &&
+      (lease === undefined || (await allowed(user, { verb: 'update', group: 'coordination.k8s.io', resource: 'leases', namespace: lease.namespace, name: lease.name }))),
+    { timeoutMs: 15_000, description: `the RBAC of ${user} in effect` },
+  );
+  return { path: tokenKubeconfig(await serviceAccountToken(namespace, name), user), username: user };
+}
+
+async function allowed(user: string, attrs: Record<string, string>): Promise<boolean> {
+  const res = await adminRequest<{ status?: { allowed?: boolean } }>('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+    apiVersion: 'authorization.k8s.io/v1',
+    kind: 'SubjectAccessReview',
+    spec: { user, groups: ['system:serviceaccounts', 'system:authenticated'], resourceAttributes: attrs },
+  });
+  return res.body.status?.allowed === true;
 }

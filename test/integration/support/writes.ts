@@ -3,7 +3,7 @@
  *
  * apiserver_request_total has no user label, so it cannot tell this operator's requests from anyone
  * else's. Instead (the technique of operator/crash.test.ts) the operator runs as a ServiceAccount of
- * its own, bound to cluster-admin: not system:masters, so API Priority and Fairness classifies its
+ * its own, with the manifests' RBAC: not system:masters, so API Priority and Fairness classifies its
  * requests by FlowSchema instead of exempting them. Two FlowSchemas that match only that identity
  * split its requests into "writes" (create, update, patch, delete, deletecollection, on anything)
  * and "everything else", and kube-apiserver counts each in
@@ -34,7 +34,7 @@ export interface CountedIdentity {
 }
 
 /**
- * A ServiceAccount (cluster-admin) in a fresh namespace, and the FlowSchemas that count its
+ * A ServiceAccount (the manifests' RBAC) in a fresh namespace, and the FlowSchemas that count its
  * requests; everything is removed after the test file.
  */
 export async function countedIdentity(prefix: string, name = 'operator'): Promise<CountedIdentity> {
