@@ -454,6 +454,8 @@ export function runLeaderElected<T extends Stoppable>(opts: RunLeaderElectedOpti
   let starting: Promise<T | undefined> | undefined;
   let work: T | undefined;
   let stopping = false;
+  /** stop() stopped waiting for a start still syncing: whatever starts after that must not run. */
+  let gaveUpOnStart = false;
   const elector = new LeaderElector({
     ...opts.elector,
     logger: log,
@@ -462,8 +464,7 @@ export function runLeaderElected<T extends Stoppable>(opts: RunLeaderElectedOpti
       starting = opts.start().then(
         (started) => {
           work = started;
-          // Started after stop() gave up waiting for it: it must not run.
-          if (stopping) void started.stop(0);
+          if (gaveUpOnStart) void started.stop(0);
           return started;
         },
         (err: unknown) => {
@@ -492,7 +493,10 @@ export function runLeaderElected<T extends Stoppable>(opts: RunLeaderElectedOpti
         const late = Symbol('late');
         const started = await Promise.race([starting, new Promise<typeof late>((r) => (timer = setTimeout(() => r(late), drainTimeoutMs)))]);
         clearTimeout(timer);
-        if (started === late) quiet = false;
+        if (started === late) {
+          gaveUpOnStart = true;
+          quiet = false;
+        }
         else if (started !== undefined) quiet = await started.stop(Math.max(0, deadline - performance.now()));
       }
       if (!quiet) log.warn({ drainTimeoutMs }, 'work still running at the end of the drain: leaving the lease to expire rather than releasing it');

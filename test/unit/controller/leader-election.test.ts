@@ -471,4 +471,34 @@ describe('runLeaderElected', () => {
     await vi.advanceTimersByTimeAsync(4_000);
     expect(stops).toEqual([0]);
   });
+
+  it('drains work that finishes starting within the bound with the time left, not at once', async () => {
+    const api = new FakeLeaseApi();
+    const stops: number[] = [];
+    const run = runLeaderElected({
+      elector: elector(api, 'me'),
+      logger: silentLogger(),
+      start: () =>
+        new Promise<Stoppable>((resolve) =>
+          setTimeout(
+            () =>
+              resolve({
+                stop: async (ms?: number) => {
+                  stops.push(ms ?? -1);
+                  return true;
+                },
+              }),
+            3_000,
+          ),
+        ),
+      exit: () => undefined,
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    const stopped = run.stop(10_000);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(await stopped).toBe(true);
+    // One stop, with the 7s left of the bound: the reconciles in flight get their drain.
+    expect(stops).toEqual([7_000]);
+    expect(api.lease?.spec?.holderIdentity).toBe('');
+  });
 });
