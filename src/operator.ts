@@ -148,12 +148,13 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const specChanged = (a: KubeObject, b: KubeObject) =>
     a.metadata?.generation !== b.metadata?.generation || a.metadata?.deletionTimestamp !== b.metadata?.deletionTimestamp;
 
-  on(caches.tiers, (tier, old, deleted) => {
+  on(caches.tiers, (tier, old) => {
     tiers.enqueue(tier.metadata.name);
     // Any tier's level, groups or default flag can change any client's resolution.
-    if (old === undefined || deleted || specChanged(old, tier)) enqueueAllClients();
-    // A TenantBinding's Ready says whether its tier exists: it changes when the tier comes or goes.
-    if (old === undefined || deleted || old.metadata?.deletionTimestamp !== tier.metadata?.deletionTimestamp) {
+    if (old === undefined || specChanged(old, tier)) enqueueAllClients();
+    // A TenantBinding's Ready says whether its tier exists: it changes when the tier is added or
+    // deleted (old is undefined for both) or starts deleting.
+    if (old === undefined || old.metadata?.deletionTimestamp !== tier.metadata?.deletionTimestamp) {
       caches.bindings.byIndex(INDEX.byTier, tier.metadata.name).forEach((b) => bindings.enqueue(clientKey(b)));
     }
   });
