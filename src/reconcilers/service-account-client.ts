@@ -226,6 +226,10 @@ async function converge(op: OperatorContext, client: Client, log: Logger): Promi
     revokeEarlier = decision.revokeEarlierTokens;
     current = [issued, ...tokens.filter((t) => anchorNames.has(t.id))];
     events.push(eventFor(decision, tokens.length === 0, resumed, previous, tierName));
+    // A cap the client was not told of yet (its Ready message carries the ones it was told of).
+    const told = getCondition(previous.conditions, 'Ready')?.message ?? '';
+    const untold = policy.notes.filter((note) => !told.includes(note));
+    if (untold.length > 0) events.push({ type: 'Warning', reason: 'Capped', note: untold.join('; ') });
     if (decision.reason === 'RenewalDue' || decision.reason === 'Expired') op.metrics.rotated(tierName);
     else op.metrics.issued(tierName);
   } else if (secret !== undefined) {

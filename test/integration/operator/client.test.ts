@@ -253,3 +253,26 @@ describe('13: kubectl describe sac', () => {
     expect(eventsSection).toMatch(/Revoked/);
   });
 });
+
+describe('a lifetime above the maximum', () => {
+  it('is capped to the tier maximum, and the client is told in its Ready message and a Capped Event, once', async () => {
+    await createClient(op, ns, 'greedy', { subject: { user: 'greedy@example.com', groups: [group] }, token: { expiration: '48h' } });
+    const ct = await waitForClientReady(ns, 'greedy');
+    const note = `expiration 48h capped to 24h by tier "${tierName}"`;
+    expect(condition(ct.client, 'Ready')?.message).toContain(note);
+    const newest = ct.client.status?.tokens?.[0];
+    expect(Date.parse(newest?.expiresAt as string) - Date.parse(newest?.issuedAt as string)).toBe(24 * 3600 * 1000);
+    const claims = decodeJwt(ct.token as string);
+    expect((claims.exp as number) - (claims.iat as number)).toBe(24 * 3600);
+    const capped = await waitFor(async () => (await clientEvents(ns, 'greedy')).filter((e) => e.reason === 'Capped'), { timeoutMs: 10_000, description: 'a Capped Event' });
+    expect(capped).toHaveLength(1);
+    expect(capped[0]?.type).toBe('Warning');
+    expect(capped[0]?.note).toBe(note);
+    // A fresh token (revocationEpoch) under the same cap: no second Event.
+    await kube.patch(R.client, ns, 'greedy', { spec: { revocationEpoch: 1 } });
+    await waitForClientReady(ns, 'greedy', { extra: (c) => c.client.status?.revocationEpoch === 1 });
+    const events = await clientEvents(ns, 'greedy');
+    expect(events.filter((e) => e.reason === 'Capped')).toHaveLength(1);
+    expect((events.find((e) => e.reason === 'Capped') as { series?: { count?: number } }).series?.count ?? 1).toBe(1);
+  });
+});
