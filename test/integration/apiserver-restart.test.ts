@@ -6,8 +6,10 @@
  *
  * Restarting the API server of the test run would break the other test files running at the same
  * time, so this file starts a control plane of its own (same binaries, ~5s) and talks to it with the
- * operator's own KubeClient. Without leader election: with --leader-elect an outage longer than
- * --renew-deadline makes the leader exit by design (see README, "Leader election and failover").
+ * operator's own KubeClient. The operator is authenticated as the manifests' ServiceAccount, with
+ * the manifests' RBAC applied to that control plane. Without leader election: with --leader-elect an
+ * outage longer than --renew-deadline makes the leader exit by design (see README, "Leader election
+ * and failover").
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,9 +22,19 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { KubeConfig } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../controlplane/launcher.ts';
 import { KubeClient } from '../../src/kube/client.ts';
-import { SECRETS, SERVICE_ACCOUNT_CLIENTS, TIERS, TOKEN_REVIEWS, resourceType, type KubeObject } from '../../src/kube/resources.ts';
+import { SECRETS, SERVICE_ACCOUNT_CLIENTS, SERVICE_ACCOUNTS, TIERS, TOKEN_REVIEWS, resourceType, type KubeObject, type ResourceType } from '../../src/kube/resources.ts';
 import { waitFor } from './support/cluster.ts';
 import { generatedCrds } from './support/crds.ts';
+import { OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, rbacObjects, tokenKubeconfig } from './support/rbac.ts';
+
+const RBAC_KINDS: Record<string, ResourceType> = {
+  Namespace: resourceType('', 'v1', 'namespaces', 'Namespace', false),
+  ServiceAccount: SERVICE_ACCOUNTS,
+  ClusterRole: resourceType('rbac.authorization.k8s.io', 'v1', 'clusterroles', 'ClusterRole', false),
+  ClusterRoleBinding: resourceType('rbac.authorization.k8s.io', 'v1', 'clusterrolebindings', 'ClusterRoleBinding', false),
+  Role: resourceType('rbac.authorization.k8s.io', 'v1', 'roles', 'Role', true),
+  RoleBinding: resourceType('rbac.authorization.k8s.io', 'v1', 'rolebindings', 'RoleBinding', true),
+};
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CRDS = resourceType('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', 'CustomResourceDefinition', false);
@@ -72,10 +84,20 @@ beforeAll(async () => {
     return true;
   }, { timeoutMs: 60_000, description: 'CRDs established' });
   await kube.create(resourceType('', 'v1', 'namespaces', 'Namespace', false), undefined, { metadata: { name: ns } });
+  // The operator's identity and permissions: manifests/ as they are, and a token of its ServiceAccount.
+  for (const obj of rbacObjects()) {
+    await kube.patch(RBAC_KINDS[obj.kind] as ResourceType, obj.metadata.namespace, obj.metadata.name, obj as KubeObject, { type: 'apply', force: true });
+  }
+  const minted = await kube.createSubresource<{ status?: { token?: string } }>(SERVICE_ACCOUNTS, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, 'token', {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenRequest',
+    spec: { expirationSeconds: 3 * 3600 },
+  });
+  const operatorKubeconfig = tokenKubeconfig(minted.status?.token as string, `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`, kc);
 
   logPath = path.join(root, 'operator.log');
   const fd = fs.openSync(logPath, 'a');
-  operator = spawn(process.execPath, [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', cp.kubeconfigPath, '--metrics-bind-address=0', '--health-probe-bind-address=0', '--log-level=info'], {
+  operator = spawn(process.execPath, [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', operatorKubeconfig, '--metrics-bind-address=0', '--health-probe-bind-address=0', '--log-level=info'], {
     cwd: repoRoot,
     stdio: ['ignore', fd, fd],
     env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TOKENWARDEN_'))),

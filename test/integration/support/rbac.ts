@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
 import { parseAllDocuments, parse } from 'yaml';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { adminKubeConfig, waitFor } from './cluster.ts';
 import { adminRequest } from './crds.ts';
 
@@ -123,9 +124,9 @@ export async function serviceAccountToken(namespace: string, name: string, expir
   return res.body.status.token;
 }
 
-/** A kubeconfig file (0600, removed after the test file) that authenticates with `token`. */
-export function tokenKubeconfig(token: string, user: string): string {
-  const cluster = adminKubeConfig().getCurrentCluster();
+/** A kubeconfig file (0600, removed after the test file) that authenticates with `token` to the cluster of `kc` (default the run's). */
+export function tokenKubeconfig(token: string, user: string, kc: KubeConfig = adminKubeConfig()): string {
+  const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('the admin context has no cluster');
   const ca = cluster.caData ?? (cluster.caFile ? fs.readFileSync(cluster.caFile).toString('base64') : undefined);
   const config = {
