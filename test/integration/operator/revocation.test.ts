@@ -14,6 +14,7 @@ import {
   fingerprint,
   getClient,
   kube,
+  operatorWritesOutsideStatus,
   readClientToken,
   review,
   secretNameOf,
@@ -200,5 +201,16 @@ describe('7: suspend and resume', () => {
     expect(fingerprint(resumed.token)).not.toBe(fingerprint(before.token));
     const latest = await getClient(ns, 'sleepy');
     expect(condition(latest, 'Suspended')?.status).toBe('False');
+  });
+});
+
+describe('the operator never writes a spec', () => {
+  it('by the API server\'s record (managedFields), it wrote only status and finalizers of this file\'s objects', async () => {
+    const { offending, checked } = await operatorWritesOutsideStatus(op);
+    expect(offending).toEqual([]);
+    expect(checked.Tier?.status).toBeGreaterThan(0);
+    expect(checked.Tier?.finalizers).toBeGreaterThan(0);
+    expect(checked.ServiceAccountClient?.status).toBeGreaterThan(0);
+    expect(checked.ServiceAccountClient?.finalizers).toBeGreaterThan(0);
   });
 });

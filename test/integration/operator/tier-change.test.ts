@@ -20,6 +20,7 @@ import {
   createTier,
   getClient,
   kube,
+  operatorWritesOutsideStatus,
   orphanServiceAccounts,
   review,
   serviceAccountsOf,
@@ -196,5 +197,16 @@ describe('many clients moving at once', () => {
       watch.abort();
       await client.close();
     }
+  });
+});
+
+describe('the operator never writes a spec', () => {
+  it('by the API server\'s record (managedFields), it wrote only status and finalizers of this file\'s Tiers, TenantBindings and clients', async () => {
+    const { offending, checked } = await operatorWritesOutsideStatus(op);
+    expect(offending).toEqual([]);
+    expect(checked.Tier?.status).toBeGreaterThan(0);
+    expect(checked.TenantBinding?.status).toBeGreaterThan(0);
+    expect(checked.ServiceAccountClient?.status).toBeGreaterThan(0);
+    expect(checked.ServiceAccountClient?.finalizers).toBeGreaterThan(0);
   });
 });

@@ -812,6 +812,48 @@ export async function serviceAccountKubeconfig(
 }
 
 // ---------------------------------------------------------------------------------------------
+// The operator never writes a spec
+// ---------------------------------------------------------------------------------------------
+
+/** The field manager of the operator's writes (src/kube/client.ts). */
+export const OPERATOR_FIELD_MANAGER = 'tokenwarden';
+
+interface ManagedFieldsEntry {
+  manager?: string;
+  operation?: string;
+  subresource?: string;
+  fieldsV1?: Record<string, Record<string, unknown> | undefined>;
+}
+
+/**
+ * What the operator wrote on this file's Tiers, TenantBindings and ServiceAccountClients, by the API
+ * server's own record (metadata.managedFields): only the status subresource and metadata.finalizers,
+ * so GitOps tools see no drift. Returns how many of its entries it checked (per kind), so a caller
+ * can see the check was not vacuous.
+ */
+export async function operatorWritesOutsideStatus(op: OperatorProcess): Promise<{ offending: string[]; checked: Record<string, { status: number; finalizers: number }> }> {
+  const offending: string[] = [];
+  const checked: Record<string, { status: number; finalizers: number }> = {};
+  for (const [kind, type] of [['Tier', R.tier], ['TenantBinding', R.binding], ['ServiceAccountClient', R.client]] as const) {
+    const counts = (checked[kind] = { status: 0, finalizers: 0 });
+    for (const obj of await kube.list(type, undefined, { labelSelector: op.selector })) {
+      const entries = ((obj.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? []).filter((e) => e.manager === OPERATOR_FIELD_MANAGER);
+      for (const entry of entries) {
+        if (entry.subresource === 'status') {
+          counts.status++;
+          continue;
+        }
+        const top = Object.keys(entry.fieldsV1 ?? {});
+        const meta = Object.keys(entry.fieldsV1?.['f:metadata'] ?? {});
+        if (top.every((k) => k === 'f:metadata') && meta.every((k) => k === 'f:finalizers')) counts.finalizers++;
+        else offending.push(`${kind} ${obj.metadata.namespace ?? ''}/${obj.metadata.name}: ${JSON.stringify(entry.fieldsV1)}`);
+      }
+    }
+  }
+  return { offending, checked };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Cleanup after each test file
 // ---------------------------------------------------------------------------------------------
 
