@@ -426,6 +426,25 @@ describe('runLeaderElected', () => {
     expect(stoppedWork).toBe(false); // no drain: the process ends now
   });
 
+  /** Leading at once; the work takes startMs to start, and records the drain bound of each stop(). */
+  function slowStart(startMs: number) {
+    const api = new FakeLeaseApi();
+    const stops: number[] = [];
+    const work: Stoppable = {
+      stop: async (ms?: number) => {
+        stops.push(ms ?? -1);
+        return true;
+      },
+    };
+    const run = runLeaderElected({
+      elector: elector(api, 'me'),
+      logger: silentLogger(),
+      start: () => new Promise<Stoppable>((resolve) => setTimeout(() => resolve(work), startMs)),
+      exit: () => undefined,
+    });
+    return { api, stops, run };
+  }
+
   it('leaves the lease to expire, not released, when the work is still running at the end of the drain', async () => {
     const api = new FakeLeaseApi();
     const run = runLeaderElected({
@@ -443,26 +462,7 @@ describe('runLeaderElected', () => {
   });
 
   it('does not release while the work is still starting at the end of the bound, and stops it once it has started', async () => {
-    const api = new FakeLeaseApi();
-    const stops: number[] = [];
-    const run = runLeaderElected({
-      elector: elector(api, 'me'),
-      logger: silentLogger(),
-      start: () =>
-        new Promise<Stoppable>((resolve) =>
-          setTimeout(
-            () =>
-              resolve({
-                stop: async (ms?: number) => {
-                  stops.push(ms ?? -1);
-                  return true;
-                },
-              }),
-            5_000,
-          ),
-        ),
-      exit: () => undefined,
-    });
+    const { api, stops, run } = slowStart(5_000);
     await vi.advanceTimersByTimeAsync(0);
     const stopped = run.stop(1_000);
     await vi.advanceTimersByTimeAsync(1_000);
@@ -473,26 +473,7 @@ describe('runLeaderElected', () => {
   });
 
   it('drains work that finishes starting within the bound with the time left, not at once', async () => {
-    const api = new FakeLeaseApi();
-    const stops: number[] = [];
-    const run = runLeaderElected({
-      elector: elector(api, 'me'),
-      logger: silentLogger(),
-      start: () =>
-        new Promise<Stoppable>((resolve) =>
-          setTimeout(
-            () =>
-              resolve({
-                stop: async (ms?: number) => {
-                  stops.push(ms ?? -1);
-                  return true;
-                },
-              }),
-            3_000,
-          ),
-        ),
-      exit: () => undefined,
-    });
+    const { api, stops, run } = slowStart(3_000);
     await vi.advanceTimersByTimeAsync(0);
     const stopped = run.stop(10_000);
     await vi.advanceTimersByTimeAsync(3_000);
