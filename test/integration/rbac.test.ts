@@ -53,6 +53,7 @@ import {
 } from './support/operator.ts';
 import {
   OPERATOR_NAMESPACE,
+  allowed,
   applyObject,
   deleteAfterFile,
   grantBind,
@@ -454,15 +455,6 @@ function rulesWithout(role: RoleName, removed: Atom[], resourceNames?: string[])
       return verbs.length ? [{ ...named, resources: [resource], verbs }] : [];
     });
   });
-}
-
-async function allowed(user: string, attrs: Record<string, string | undefined>): Promise<boolean> {
-  const res = await kube.post<{ status?: { allowed?: boolean } }>('/apis/authorization.k8s.io/v1/subjectaccessreviews', {
-    apiVersion: 'authorization.k8s.io/v1',
-    kind: 'SubjectAccessReview',
-    spec: { user, groups: ['system:serviceaccounts', `system:serviceaccounts:${walkerNs}`, 'system:authenticated'], resourceAttributes: attrs },
-  });
-  return res.status?.allowed === true;
 }
 
 /**

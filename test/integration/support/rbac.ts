@@ -277,11 +277,16 @@ export async function manifestRbacIdentity(namespace: string, name: string, opts
   return { path: tokenKubeconfig(await serviceAccountToken(namespace, name), user), username: user };
 }
 
-async function allowed(user: string, attrs: Record<string, string>): Promise<boolean> {
+/**
+ * Whether the authorizer allows ServiceAccount `user` (system:serviceaccount:<ns>:<name>) these
+ * resource attributes, with the groups the API server gives such a token.
+ */
+export async function allowed(user: string, attrs: Record<string, string | undefined>): Promise<boolean> {
+  const namespace = user.split(':')[2];
   const res = await adminRequest<{ status?: { allowed?: boolean } }>('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
     apiVersion: 'authorization.k8s.io/v1',
     kind: 'SubjectAccessReview',
-    spec: { user, groups: ['system:serviceaccounts', 'system:authenticated'], resourceAttributes: attrs },
+    spec: { user, groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'], resourceAttributes: attrs },
   });
   return res.body.status?.allowed === true;
 }
