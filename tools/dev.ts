@@ -6,15 +6,17 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // TOKENWARDEN_DEV_DIR (the Makefile's DEV): the folder `make controlplane-up` used.
-const dev = resolve(process.env.TOKENWARDEN_DEV_DIR || join(root, '.dev'));
+const dev = resolvePath(process.env.TOKENWARDEN_DEV_DIR || join(root, '.dev'));
 const pidFile = join(dev, 'operator.pid');
 const logFile = join(dev, 'logs', 'operator.log');
 const kubeconfig = join(dev, 'kubeconfig');
+/** For messages: paths as the user, in the repository, types them. */
+const shown = (file: string): string => relative(process.cwd(), file);
 
 function kubectlPath(): string {
   const built = spawnSync('bash', [join(root, 'test/controlplane/build.sh')], { encoding: 'utf8' });
@@ -55,7 +57,7 @@ async function up(): Promise<number> {
     child.unref();
     pid = child.pid as number;
     writeFileSync(pidFile, `${pid}\n`);
-    console.log(`operator started (pid ${pid}, logs in .dev/logs/operator.log)`);
+    console.log(`operator started (pid ${pid}, logs in ${shown(logFile)})`);
   } else {
     console.log(`operator already running (pid ${pid})`);
   }
@@ -76,10 +78,10 @@ async function up(): Promise<number> {
   process.stdout.write(`\n$ kubectl get tiers,tenantbindings,sac -A\n${kubectl(['get', 'tiers,tenantbindings,sac', '-A']).stdout}`);
   if (!allReady) {
     // make dev must not look successful when the main job is not working.
-    console.error('\nthe samples are not Ready after 60s; see .dev/logs/operator.log (the operator and control plane are left running to look at)');
+    console.error(`\nthe samples are not Ready after 60s; see ${shown(logFile)} (the operator and control plane are left running to look at)`);
     return 1;
   }
-  console.log('\nexport KUBECONFIG=.dev/kubeconfig to use it; `make dev-down` stops everything.');
+  console.log(`\nexport KUBECONFIG=${shown(kubeconfig)} to use it; \`make dev-down\` stops everything.`);
   return 0;
 }
 
