@@ -5,6 +5,10 @@ import type { KubeObject } from '../kube/resources.ts';
  * show the older version for a moment; acting on that would, for example, take a token just written
  * for a tampered one. Each write records the resourceVersion it produced, and a reconcile that finds
  * the cache older waits for it to catch up instead.
+ *
+ * "Caught up" is a property of the cache, not of the object: the object may be gone from it (deleted,
+ * or its label removed so the watch no longer selects it) right after the write. Then only the
+ * resourceVersion the informer has read up to tells whether that absence is news or a lag.
  */
 export class CacheFreshness {
   private readonly written = new Map<string, string>();
@@ -15,18 +19,16 @@ export class CacheFreshness {
     if (version !== undefined) this.written.set(key, version);
   }
 
-  /** Forget an object the operator deleted. */
-  forget(key: string): void {
-    this.written.delete(key);
-  }
-
-  /** True when the cached object is at least as new as the operator's last write of it. */
-  caughtUp(key: string, cached: KubeObject | undefined): boolean {
+  /**
+   * True when the cache reflects the operator's last write of the object: the cached copy is at least
+   * that new, or the informer has read its watch past that version (so a missing object is really
+   * gone, not yet to come).
+   */
+  caughtUp(key: string, cached: KubeObject | undefined, cacheVersion: string): boolean {
     const expected = this.written.get(key);
     if (expected === undefined) return true;
     const seen = cached?.metadata?.resourceVersion;
-    if (seen === undefined) return false;
-    if (newerOrSame(seen, expected)) {
+    if ((seen !== undefined && newerOrSame(seen, expected)) || (cacheVersion !== '' && newerOrSame(cacheVersion, expected))) {
       this.written.delete(key);
       return true;
     }

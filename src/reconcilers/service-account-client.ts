@@ -68,7 +68,7 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
     const { namespace, name } = splitKey(key);
     const cached = op.caches.clients.get(namespace, name);
     if (cached === undefined) return;
-    if (!op.freshness.caughtUp(clientRef(key), cached)) return { requeueAfterMs: 100 };
+    if (!op.freshness.caughtUp(clientRef(key), cached, op.caches.clients.lastResourceVersion())) return { requeueAfterMs: 100 };
     const parsed = ServiceAccountClient.safeParse(cached);
     if (!parsed.success) {
       // The CRD schema makes this rare (an older schema, a hand-edited object); report, never crash.
@@ -94,7 +94,8 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
       return;
     }
     const secretName = defaultSecretName(client);
-    if (!op.freshness.caughtUp(secretRef(namespace as string, secretName), op.caches.secrets.get(namespace, secretName))) {
+    const secrets = op.caches.secrets;
+    if (!op.freshness.caughtUp(secretRef(namespace as string, secretName), secrets.get(namespace, secretName), secrets.lastResourceVersion())) {
       return { requeueAfterMs: 100 };
     }
     let outcome: Outcome;

@@ -2,7 +2,8 @@
  * The informer against a real API server: it sees adds, updates and deletes; a stop/start
  * emits what changed meanwhile; a too-old resourceVersion (410) leads to a relist; a watch the
  * server closes, or one that goes silent past the watchdog, is restarted without losing events; an
- * event lost on the way is repaired by the periodic relist.
+ * event lost on the way is repaired by the periodic relist. And CacheFreshness over it: a write is
+ * "seen" once the informer has read past it, also when the object has left the cache meanwhile.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Informer, type ListWatcher } from '../../src/controller/informer.ts';
@@ -10,6 +11,7 @@ import { createLogger } from '../../src/controller/logger.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { isAlreadyExists } from '../../src/kube/errors.ts';
 import { CONFIG_MAPS, resourceType, type KubeObject } from '../../src/kube/resources.ts';
+import { CacheFreshness } from '../../src/reconcilers/cache-freshness.ts';
 import { adminKubeConfig, createTestNamespace, waitFor } from './support/cluster.ts';
 
 interface ConfigMap extends KubeObject {
@@ -260,5 +262,40 @@ describe('Informer', () => {
     await inf.stop();
     if (!inf.hasSynced()) await expect(pending).rejects.toThrow(/stopped before it synced/);
     else await expect(pending).resolves.toBeUndefined();
+  });
+});
+
+describe('CacheFreshness over a real informer', () => {
+  // Found by the fight fault test: the operator wrote a client's Secret, the fighter deleted it before
+  // a reconcile looked, and the reconcile waited for a version of the Secret that would never come.
+  it('waits for the informer to read past a write, and then also takes an object gone from the cache as seen', async () => {
+    const sub = await createTestNamespace('freshness');
+    const inf = new Informer<ConfigMap>({ client, type: CONFIG_MAPS, namespace: sub, labelSelector: `${LABEL}=yes` });
+    const freshness = new CacheFreshness();
+    const caughtUp = (name: string): boolean => freshness.caughtUp(`ConfigMap/${sub}/${name}`, inf.get(sub, name), inf.lastResourceVersion());
+    inf.start();
+    try {
+      await inf.waitForSync(AbortSignal.timeout(20_000));
+      await client.create(CONFIG_MAPS, sub, cm('deleted', '1'));
+      await client.create(CONFIG_MAPS, sub, cm('unlabelled', '1'));
+      await waitFor(async () => inf.get(sub, 'deleted') !== undefined && inf.get(sub, 'unlabelled') !== undefined, { description: 'both ConfigMaps in the cache' });
+
+      // While the informer is stopped it cannot have read the writes: not caught up.
+      await inf.stop();
+      freshness.wrote(`ConfigMap/${sub}/deleted`, await client.patch<ConfigMap>(CONFIG_MAPS, sub, 'deleted', { data: { v: '2' } }));
+      freshness.wrote(`ConfigMap/${sub}/unlabelled`, await client.patch<ConfigMap>(CONFIG_MAPS, sub, 'unlabelled', { data: { v: '2' } }));
+      expect(caughtUp('deleted'), 'a write the cache has not seen').toBe(false);
+      expect(caughtUp('unlabelled'), 'a write the cache has not seen').toBe(false);
+
+      // Someone else removes them from the cache's view before it looks: one deleted, one unlabelled.
+      await client.delete(CONFIG_MAPS, sub, 'deleted');
+      await client.patch(CONFIG_MAPS, sub, 'unlabelled', { metadata: { labels: { [LABEL]: null } } });
+      inf.start();
+      await waitFor(async () => inf.get(sub, 'deleted') === undefined && inf.get(sub, 'unlabelled') === undefined, { description: 'both gone from the cache' });
+      expect(caughtUp('deleted'), 'a written object deleted since').toBe(true);
+      expect(caughtUp('unlabelled'), 'a written object that left the label selection since').toBe(true);
+    } finally {
+      await inf.stop();
+    }
   });
 });
