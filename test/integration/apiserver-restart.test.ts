@@ -22,19 +22,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { KubeConfig } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../controlplane/launcher.ts';
 import { KubeClient } from '../../src/kube/client.ts';
-import { SECRETS, SERVICE_ACCOUNT_CLIENTS, SERVICE_ACCOUNTS, TIERS, TOKEN_REVIEWS, resourceType, type KubeObject, type ResourceType } from '../../src/kube/resources.ts';
+import { SECRETS, SERVICE_ACCOUNT_CLIENTS, SERVICE_ACCOUNTS, TIERS, TOKEN_REVIEWS, resourceType, type KubeObject } from '../../src/kube/resources.ts';
 import { waitFor } from './support/cluster.ts';
 import { generatedCrds } from './support/crds.ts';
-import { OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, rbacObjects, tokenKubeconfig } from './support/rbac.ts';
-
-const RBAC_KINDS: Record<string, ResourceType> = {
-  Namespace: resourceType('', 'v1', 'namespaces', 'Namespace', false),
-  ServiceAccount: SERVICE_ACCOUNTS,
-  ClusterRole: resourceType('rbac.authorization.k8s.io', 'v1', 'clusterroles', 'ClusterRole', false),
-  ClusterRoleBinding: resourceType('rbac.authorization.k8s.io', 'v1', 'clusterrolebindings', 'ClusterRoleBinding', false),
-  Role: resourceType('rbac.authorization.k8s.io', 'v1', 'roles', 'Role', true),
-  RoleBinding: resourceType('rbac.authorization.k8s.io', 'v1', 'rolebindings', 'RoleBinding', true),
-};
+import { OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, rbacObjects, resourceTypeOf, serviceAccountUser, tokenKubeconfig } from './support/rbac.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CRDS = resourceType('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', 'CustomResourceDefinition', false);
@@ -86,14 +77,14 @@ beforeAll(async () => {
   await kube.create(resourceType('', 'v1', 'namespaces', 'Namespace', false), undefined, { metadata: { name: ns } });
   // The operator's identity and permissions: manifests/ as they are, and a token of its ServiceAccount.
   for (const obj of rbacObjects()) {
-    await kube.patch(RBAC_KINDS[obj.kind] as ResourceType, obj.metadata.namespace, obj.metadata.name, obj as KubeObject, { type: 'apply', force: true });
+    await kube.patch(resourceTypeOf(obj), obj.metadata.namespace, obj.metadata.name, obj as KubeObject, { type: 'apply', force: true });
   }
   const minted = await kube.createSubresource<{ status?: { token?: string } }>(SERVICE_ACCOUNTS, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, 'token', {
     apiVersion: 'authentication.k8s.io/v1',
     kind: 'TokenRequest',
     spec: { expirationSeconds: 3 * 3600 },
   });
-  const operatorKubeconfig = tokenKubeconfig(minted.status?.token as string, `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`, kc);
+  const operatorKubeconfig = tokenKubeconfig(minted.status?.token as string, serviceAccountUser(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT), kc);
 
   logPath = path.join(root, 'operator.log');
   const fd = fs.openSync(logPath, 'a');

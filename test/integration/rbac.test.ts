@@ -36,6 +36,7 @@ import {
   secretNameOf,
   sleep,
   startOperator,
+  tierEvents,
   tierNamespace,
   tokenOf,
   trackClusterObject,
@@ -128,8 +129,7 @@ async function eventually<T>(description: string, timeoutMs: number, probe: () =
 }
 
 async function tierEvent(tier: string, reason: string): Promise<KEvent | undefined> {
-  const events = await kube.list<KEvent>(R.event, 'default');
-  return events.find((e) => e.regarding?.name === tier && e.regarding.kind === 'Tier' && e.reason === reason);
+  return (await tierEvents(tier)).find((e) => e.reason === reason);
 }
 
 const STAGES: Stage[] = [

@@ -15,6 +15,7 @@ import {
   createTier,
   getTier,
   kube,
+  tierEvents,
   review,
   scopedName,
   startOperator,
@@ -149,10 +150,9 @@ async function waitForTierNotReady(name: string, reason: string): Promise<Tier> 
   );
 }
 
-/** Warning Events about a Tier (cluster-scoped: recorded in the default namespace). */
+/** Warning Events about a Tier with `reason`. */
 async function tierWarnings(name: string, reason: string): Promise<KEvent[]> {
-  const events = await kube.list<KEvent>(R.event, 'default');
-  return events.filter((e) => e.regarding?.kind === 'Tier' && e.regarding.name === name && e.reason === reason && e.type === 'Warning');
+  return (await tierEvents(name)).filter((e) => e.reason === reason && e.type === 'Warning');
 }
 
 describe('a Tier whose objects the API server refuses', () => {

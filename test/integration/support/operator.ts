@@ -26,7 +26,9 @@ import { afterAll } from 'vitest';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { adminKubeConfig, kubeconfigPath, tokenReview, waitFor, type TokenReviewResult } from './cluster.ts';
 import { installCrds } from './crds.ts';
-import { asServiceAccount, bindGranted, grantBind, manifestRbacIdentity, operatorServiceAccountKubeconfig } from './rbac.ts';
+import { asServiceAccount, bindGranted, grantBind, manifestRbacIdentity, operatorServiceAccountKubeconfig, serviceAccountUser } from './rbac.ts';
+
+export { serviceAccountUser };
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -631,10 +633,6 @@ export async function reviewClient(namespace: string, name: string): Promise<Cli
   return { ...ct, review: await review(ct.token, ct.audiences) };
 }
 
-/** `system:serviceaccount:<ns>:<name>` */
-export function serviceAccountUser(namespace: string, name: string): string {
-  return `system:serviceaccount:${namespace}:${name}`;
-}
 
 /**
  * Polls TokenReview (never cached) until the token fails; returns the milliseconds from `since`
@@ -711,6 +709,12 @@ export async function clientEvents(namespace: string, name: string): Promise<KEv
   return events
     .filter((e) => e.regarding?.name === name && (e.regarding.kind === undefined || e.regarding.kind === 'ServiceAccountClient'))
     .sort((a, b) => Date.parse(a.eventTime ?? a.metadata.creationTimestamp ?? '') - Date.parse(b.eventTime ?? b.metadata.creationTimestamp ?? ''));
+}
+
+/** events.k8s.io/v1 Events about a Tier (cluster-scoped, so the operator records them in "default"). */
+export async function tierEvents(name: string): Promise<KEvent[]> {
+  const events = await kube.list<KEvent>(R.event, 'default');
+  return events.filter((e) => e.regarding?.kind === 'Tier' && e.regarding.name === name);
 }
 
 /**

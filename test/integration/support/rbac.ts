@@ -25,6 +25,7 @@ import { parseAllDocuments, parse } from 'yaml';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { adminKubeConfig, waitFor } from './cluster.ts';
 import { adminRequest } from './crds.ts';
+import { collectionPath, objectPath, resourceType, type ResourceType } from '../../../src/kube/resources.ts';
 
 const manifestDir = fileURLToPath(new URL('../../../manifests', import.meta.url));
 const FIELD_MANAGER = 'tokenwarden-tests';
@@ -74,12 +75,17 @@ const PLURALS: Record<string, string> = {
   Pod: 'pods',
 };
 
-export function objectUrl(obj: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>, opts: { collection?: boolean } = {}): string {
+/** The operator's KubeClient's name for a manifest object's kind (for a control plane adminRequest does not reach). */
+export function resourceTypeOf(obj: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>): ResourceType {
   const plural = PLURALS[obj.kind];
   if (!plural) throw new Error(`no plural known for kind ${obj.kind}`);
-  const base = obj.apiVersion.includes('/') ? `/apis/${obj.apiVersion}` : `/api/${obj.apiVersion}`;
-  const ns = obj.metadata.namespace ? `/namespaces/${obj.metadata.namespace}` : '';
-  return `${base}${ns}/${plural}${opts.collection ? '' : `/${obj.metadata.name}`}`;
+  const [group, version] = obj.apiVersion.includes('/') ? (obj.apiVersion.split('/') as [string, string]) : ['', obj.apiVersion];
+  return resourceType(group, version, plural, obj.kind, obj.metadata.namespace !== undefined);
+}
+
+export function objectUrl(obj: Pick<ManifestObject, 'apiVersion' | 'kind' | 'metadata'>, opts: { collection?: boolean } = {}): string {
+  const type = resourceTypeOf(obj);
+  return opts.collection ? collectionPath(type, obj.metadata.namespace) : objectPath(type, obj.metadata.namespace, obj.metadata.name);
 }
 
 /** Server-side apply as admin, retried over the transient errors of racing first creates. */
@@ -153,7 +159,7 @@ export function operatorServiceAccountKubeconfig(): Promise<string> {
   operatorKubeconfig ??= (async () => {
     for (const obj of rbacObjects()) await applyObject(obj);
     const token = await serviceAccountToken(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT);
-    return tokenKubeconfig(token, `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`);
+    return tokenKubeconfig(token, serviceAccountUser(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT));
   })().catch((err: unknown) => {
     operatorKubeconfig = undefined;
     throw err;
@@ -252,7 +258,7 @@ export async function manifestRbacIdentity(namespace: string, name: string, opts
     deleteAfterFile(binding);
   }
   await addBindSubject({ namespace, name });
-  const user = `system:serviceaccount:${namespace}:${name}`;
+  const user = serviceAccountUser(namespace, name);
   if (opts.lease) {
     const election = rbacObjects().find((o) => o.kind === 'Role' && o.metadata.name === 'tokenwarden-leader-election') as ManifestObject & { rules: PolicyRule[] };
     const roleName = `${name}-leader-election`;
@@ -275,6 +281,11 @@ export async function manifestRbacIdentity(namespace: string, name: string, opts
     { timeoutMs: 15_000, description: `the RBAC of ${user} in effect` },
   );
   return { path: tokenKubeconfig(await serviceAccountToken(namespace, name), user), username: user };
+}
+
+/** `system:serviceaccount:<ns>:<name>` */
+export function serviceAccountUser(namespace: string, name: string): string {
+  return `system:serviceaccount:${namespace}:${name}`;
 }
 
 /**
