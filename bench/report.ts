@@ -99,7 +99,10 @@ function verbTable(runs: Run[]): string {
 /** " (watch 8)": the steady-state reads grouped by verb. */
 function steadyReads(operator: Record<string, number>): string {
   const byVerb: Record<string, number> = {};
-  for (const [k, v] of Object.entries(operator)) byVerb[k.split(' ')[0] as string] = (byVerb[k.split(' ')[0] as string] ?? 0) + v;
+  for (const [k, v] of Object.entries(operator)) {
+    const verb = k.split(' ')[0] as string;
+    byVerb[verb] = (byVerb[verb] ?? 0) + v;
+  }
   const parts = Object.entries(byVerb).map(([verb, v]) => `${verb} ${v}`);
   return parts.length ? ` (${parts.join(', ')})` : '';
 }

@@ -496,8 +496,7 @@ export function runLeaderElected<T extends Stoppable>(opts: RunLeaderElectedOpti
         if (started === late) {
           gaveUpOnStart = true;
           quiet = false;
-        }
-        else if (started !== undefined) quiet = await started.stop(Math.max(0, deadline - performance.now()));
+        } else if (started !== undefined) quiet = await started.stop(Math.max(0, deadline - performance.now()));
       }
       if (!quiet) log.warn({ drainTimeoutMs }, 'work still running at the end of the drain: leaving the lease to expire rather than releasing it');
       await elector.stop({ release: quiet });
