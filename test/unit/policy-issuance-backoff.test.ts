@@ -1,0 +1,137 @@
+/**
+ * src/policy/issuance-backoff.ts: when a client whose issuance failed may try again, from its status
+ * alone (failedAttempts, lastFailureTime) and the clock.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  ISSUANCE_BACKOFF_CAP_MS,
+  ISSUANCE_BACKOFF_INITIAL_MS,
+  issuanceBackoff,
+  issuanceBackoffMs,
+  issuanceRetryAt,
+} from '../../src/policy/issuance-backoff.ts';
+
+const T0 = Date.parse('2026-12-01T12:00:00Z');
+const iso = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+const S = 1000;
+
+describe('issuanceBackoffMs', () => {
+  it('is the documented schedule: 5s doubling, capped at 1h', () => {
+    expect(ISSUANCE_BACKOFF_INITIAL_MS).toBe(5 * S);
+    expect(ISSUANCE_BACKOFF_CAP_MS).toBe(3600 * S);
+    const schedule = Array.from({ length: 13 }, (_, i) => issuanceBackoffMs(i + 1) / S);
+    expect(schedule).toEqual([5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600, 3600]);
+  });
+
+  it('is 0 without failures, and for nonsense counts', () => {
+    for (const n of [0, -1, -0.5, 0.9, Number.NaN, Number.NEGATIVE_INFINITY]) expect(issuanceBackoffMs(n)).toBe(0);
+  });
+
+  it('is the cap for huge counts, never Infinity or NaN', () => {
+    for (const n of [11, 1000, 2 ** 31, Number.MAX_SAFE_INTEGER, Number.MAX_VALUE]) expect(issuanceBackoffMs(n)).toBe(ISSUANCE_BACKOFF_CAP_MS);
+    expect(issuanceBackoffMs(Number.POSITIVE_INFINITY)).toBe(0);
+  });
+
+  it('rounds a fractional count down', () => {
+    expect(issuanceBackoffMs(1.9)).toBe(5 * S);
+    expect(issuanceBackoffMs(3.5)).toBe(20 * S);
+  });
+
+  it('never shrinks as failures grow, and stays within [5s, 1h]', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 10_000 }), (n) => {
+        const d = issuanceBackoffMs(n);
+        expect(d).toBeGreaterThanOrEqual(ISSUANCE_BACKOFF_INITIAL_MS);
+        expect(d).toBeLessThanOrEqual(ISSUANCE_BACKOFF_CAP_MS);
+        expect(issuanceBackoffMs(n + 1)).toBeGreaterThanOrEqual(d);
+      }),
+    );
+  });
+});
+
+describe('issuanceRetryAt', () => {
+  it('is the last failure plus the wait', () => {
+    expect(issuanceRetryAt(1, iso(T0))).toBe(T0 + 5 * S);
+    expect(issuanceRetryAt(4, iso(T0))).toBe(T0 + 40 * S);
+  });
+
+  it('is undefined without failures, without a time, or with an unreadable one', () => {
+    expect(issuanceRetryAt(undefined, iso(T0))).toBeUndefined();
+    expect(issuanceRetryAt(0, iso(T0))).toBeUndefined();
+    expect(issuanceRetryAt(3, undefined)).toBeUndefined();
+    expect(issuanceRetryAt(3, 'yesterday')).toBeUndefined();
+    expect(issuanceRetryAt(3, '')).toBeUndefined();
+  });
+});
+
+describe('issuanceBackoff', () => {
+  const input = (failedAttempts: number | undefined, lastFailureTime: string | undefined, now: number, reset = false) => ({
+    failedAttempts,
+    lastFailureTime,
+    now,
+    reset,
+  });
+
+  it('goes when nothing failed', () => {
+    expect(issuanceBackoff(input(undefined, undefined, T0))).toEqual({ go: true });
+    expect(issuanceBackoff(input(0, iso(T0), T0))).toEqual({ go: true });
+  });
+
+  it('waits until the last failure plus the wait, and goes from that moment on', () => {
+    expect(issuanceBackoff(input(1, iso(T0), T0))).toEqual({ go: false, retryAt: T0 + 5 * S, waitMs: 5 * S });
+    expect(issuanceBackoff(input(1, iso(T0), T0 + 4999))).toEqual({ go: false, retryAt: T0 + 5 * S, waitMs: 1 });
+    expect(issuanceBackoff(input(1, iso(T0), T0 + 5 * S))).toEqual({ go: true });
+    expect(issuanceBackoff(input(1, iso(T0), T0 + 3600 * S))).toEqual({ go: true });
+    expect(issuanceBackoff(input(3, iso(T0), T0 + 19 * S))).toEqual({ go: false, retryAt: T0 + 20 * S, waitMs: 1 * S });
+    expect(issuanceBackoff(input(50, iso(T0), T0 + 3599 * S))).toEqual({ go: false, retryAt: T0 + 3600 * S, waitMs: 1 * S });
+  });
+
+  it('goes at once after a spec or tier change, however many failures', () => {
+    expect(issuanceBackoff(input(1, iso(T0), T0, true))).toEqual({ go: true });
+    expect(issuanceBackoff(input(100, iso(T0), T0 + 1, true))).toEqual({ go: true });
+  });
+
+  it('never waits longer than the wait itself when the last failure lies in the future (clock skew, hand edit)', () => {
+    const d = issuanceBackoff(input(2, iso(T0 + 3600 * S), T0));
+    expect(d).toEqual({ go: false, retryAt: T0 + 10 * S, waitMs: 10 * S });
+  });
+
+  it('goes when lastFailureTime is missing or unreadable: nothing to wait from', () => {
+    expect(issuanceBackoff(input(5, undefined, T0))).toEqual({ go: true });
+    expect(issuanceBackoff(input(5, 'not a time', T0))).toEqual({ go: true });
+  });
+
+  it('a reconcile at any moment inside the wait does not go (no watch event or requeue bypasses it)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 0, max: 3600 * S }), (n, offset) => {
+        const wait = issuanceBackoffMs(n);
+        const d = issuanceBackoff(input(n, iso(T0), T0 + offset));
+        if (offset < wait) {
+          expect(d).toEqual({ go: false, retryAt: T0 + wait, waitMs: wait - offset });
+        } else {
+          expect(d).toEqual({ go: true });
+        }
+      }),
+    );
+  });
+
+  it('a failure every time it goes makes the documented number of attempts: 4 in the first minute, 15 in the first 6h', () => {
+    const attempts = (horizonMs: number): number => {
+      let failed = 0;
+      let last: string | undefined;
+      let count = 0;
+      // Reconciles every 100ms, as a hot loop would.
+      for (let now = T0; now < T0 + horizonMs; now += 100) {
+        if (!issuanceBackoff(input(failed, last, now)).go) continue;
+        count++;
+        failed++;
+        last = iso(now);
+      }
+      return count;
+    };
+    expect(attempts(60 * S)).toBe(4);
+    // At 0, 5, 15, 35, 75, 155, 315, 635, 1275, 2555, 5115s (11), then hourly: 8715, 12315, 15915, 19515s.
+    expect(attempts(6 * 3600 * S)).toBe(15);
+  });
+});
