@@ -29,6 +29,7 @@ help: ## List targets.
 dev: $(NODE_DEPS) controlplane-up ## Local control plane, CRDs, samples and the operator (in the background); prints the resources.
 	KUBECONFIG=$(DEV_KUBECONFIG) $(LOCAL_KUBECTL) apply --server-side -f crds/ >/dev/null
 	KUBECONFIG=$(DEV_KUBECONFIG) $(LOCAL_KUBECTL) wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
+	KUBECONFIG=$(DEV_KUBECONFIG) $(LOCAL_KUBECTL) apply --server-side -f access/ >/dev/null
 	node tools/dev.ts up
 
 .PHONY: dev-down
@@ -52,11 +53,13 @@ manifests: $(NODE_DEPS) ## Generate crds/ and docs/api-reference.md from src/api
 	node tools/generate.ts
 
 .PHONY: install
-install: ## Apply the CRDs to the cluster of the current KUBECONFIG.
+install: ## Apply the CRDs and access/ (admission policies proving who asks, user ClusterRoles) to the current cluster.
 	$(KUBECTL) apply --server-side -f crds/
+	$(KUBECTL) apply --server-side -f access/
 
 .PHONY: uninstall
-uninstall: ## Delete the CRDs (and with them every tokenwarden resource) from the current cluster.
+uninstall: ## Delete access/ and the CRDs (and with them every tokenwarden resource) from the current cluster.
+	$(KUBECTL) delete -f access/ --ignore-not-found
 	$(KUBECTL) delete -f crds/ --ignore-not-found
 
 .PHONY: samples
@@ -78,7 +81,7 @@ docker-build: ## Build the operator image IMG (default tokenwarden:dev) with CON
 	$(CONTAINER_TOOL) build -t $(IMG) .
 
 .PHONY: deploy
-deploy: install ## CRDs, then the operator (manifests/: namespace, RBAC, 2-replica Deployment, metrics Service).
+deploy: install ## CRDs and access/, then the operator (manifests/: namespace, RBAC, admission fence, 2-replica Deployment, metrics Service).
 	$(KUBECTL) apply --server-side -k manifests
 
 .PHONY: undeploy

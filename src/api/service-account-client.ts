@@ -9,11 +9,14 @@ import {
   TokenLifetime,
 } from './common.ts';
 
-/** The identity tokens are issued for. */
+/**
+ * The identity tokens are issued for, proven at admission (access/client-subject.yaml): the
+ * requester's own, or one the requester may speak for (verb impersonate on tokenwarden.io users and groups).
+ */
 export const ClientSubject = z.object({
-  /** The user name, exactly as the identity provider reports it; it names the per-user ServiceAccount. */
+  /** The user name, exactly as the identity provider reports it: the requester's username unless the requester may impersonate tokenwarden.io users/<user>. It names the per-user ServiceAccount. */
   user: z.string().min(1).max(1024),
-  /** The user's groups, trusted as declared: namespace RBAC decides who may create clients. */
+  /** The user's groups: each one of the requester's own groups (when the user is the requester), or one the requester may impersonate as tokenwarden.io groups/<group>. */
   groups: z.array(z.string().min(1).max(256)).max(256).default([]).meta({ 'x-kubernetes-list-type': 'set' }),
 });
 export type ClientSubject = z.infer<typeof ClientSubject>;
