@@ -14,6 +14,7 @@ import { KubeClient, type RequestHook } from './kube/client.ts';
 import {
   CLUSTER_ROLE_BINDINGS,
   NAMESPACES,
+  RESOURCE_QUOTAS,
   ROLE_BINDINGS,
   SECRETS,
   SERVICE_ACCOUNT_CLIENTS,
@@ -25,8 +26,8 @@ import {
 } from './kube/resources.ts';
 import { readTokenClaims } from './policy/token-claims.ts';
 import { CacheFreshness } from './reconcilers/cache-freshness.ts';
-import { INDEX, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorConfig, type OperatorContext, type ServiceAccount } from './reconcilers/context.ts';
-import { CLIENT_UID_LABEL, MANAGED_SELECTOR, TIER_LABEL, TOKEN_KEY, TOKEN_SECRET_TYPE } from './reconcilers/labels.ts';
+import { INDEX, isTrustedAnchor, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorConfig, type OperatorContext, type ResourceQuota, type ServiceAccount } from './reconcilers/context.ts';
+import { ANCHOR_SECRET_TYPE, CLIENT_UID_LABEL, MANAGED_SELECTOR, TIER_LABEL, TOKEN_KEY, TOKEN_SECRET_TYPE } from './reconcilers/labels.ts';
 import { noopTokenMetrics, type TokenMetrics } from './reconcilers/metrics.ts';
 import { serviceAccountClientReconciler } from './reconcilers/service-account-client.ts';
 import { tenantBindingReconciler } from './reconcilers/tenant-binding.ts';
@@ -111,12 +112,13 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
         [NAMESPACE_INDEX]: namespaceIndexFunc,
         [INDEX.anchorByClientUid]: (s) => {
           const uid = s.metadata?.labels?.[CLIENT_UID_LABEL];
-          return uid ? [uid] : [];
+          return uid && s.type === ANCHOR_SECRET_TYPE ? [uid] : [];
         },
       },
     }),
     roleBindings: new Informer<Binding>({ ...common, type: ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR, indexers: { [INDEX.byTier]: tierLabelIndex } }),
     clusterRoleBindings: new Informer<Binding>({ ...common, type: CLUSTER_ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR, indexers: { [INDEX.byTier]: tierLabelIndex } }),
+    resourceQuotas: new Informer<ResourceQuota>({ ...common, type: RESOURCE_QUOTAS, labelSelector: MANAGED_SELECTOR }),
   };
 
   const controllerOptions = (name: string) => ({
@@ -193,7 +195,8 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   });
   on(caches.secrets, (secret) => {
     const uid = secret.metadata?.labels?.[CLIENT_UID_LABEL];
-    if (uid) {
+    // A look-alike anchor (the labels on a Secret the operator did not make) wakes nobody.
+    if (uid && isTrustedAnchor(caches, opts.namespacePrefix, secret)) {
       const owners = caches.clients.byIndex(INDEX.clientByUid, uid);
       owners.forEach((c) => clients.enqueue(clientKey(c)));
       const tier = secret.metadata?.labels?.[TIER_LABEL];
@@ -204,8 +207,8 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     // By name too: an edit that removed the ownerReference must still reach the client.
     caches.clients.byIndex(INDEX.clientBySecret, `${secret.metadata?.namespace}/${secret.metadata?.name}`).forEach((c) => clients.enqueue(clientKey(c)));
   });
-  for (const cache of [caches.roleBindings, caches.clusterRoleBindings]) {
-    on(cache, (binding) => {
+  for (const cache of [caches.roleBindings, caches.clusterRoleBindings, caches.resourceQuotas]) {
+    on<KubeObject>(cache, (binding) => {
       const tier = binding.metadata?.labels?.[TIER_LABEL];
       if (tier) tiers.enqueue(tier);
     });

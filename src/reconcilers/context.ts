@@ -7,6 +7,7 @@ import type { KubeObject } from '../kube/resources.ts';
 import type { TokenClaims } from '../policy/token-claims.ts';
 import type { CacheFreshness } from './cache-freshness.ts';
 import type { TokenMetrics } from './metrics.ts';
+import { ANCHOR_SECRET_TYPE, TIER_LABEL, TOKEN_SECRET_TYPE } from './labels.ts';
 
 /** A Secret as cached: token values are replaced by their claims before they reach the cache. */
 export interface CachedSecret extends KubeObject {
@@ -21,6 +22,10 @@ export interface ServiceAccount extends KubeObject {
 
 export interface Namespace extends KubeObject {
   status?: { phase?: string };
+}
+
+export interface ResourceQuota extends KubeObject {
+  spec?: { hard?: Record<string, string> };
 }
 
 export interface Binding extends KubeObject {
@@ -61,6 +66,7 @@ export interface Caches {
   secrets: Informer<CachedSecret>;
   roleBindings: Informer<Binding>;
   clusterRoleBindings: Informer<Binding>;
+  resourceQuotas: Informer<ResourceQuota>;
 }
 
 export interface OperatorContext {
@@ -84,4 +90,21 @@ export function tierNamespace(tier: Tier, prefix: string): string {
 /** Tiers that exist and are not being deleted, which clients may resolve to. */
 export function liveTiers(caches: Caches): Tier[] {
   return caches.tiers.list().filter((tier) => tier.metadata.deletionTimestamp === undefined);
+}
+
+/**
+ * Whether a Secret is an anchor the operator made: of the anchor type, in the namespace of the Tier
+ * its tier label names, a Tier this instance manages. Labels alone prove nothing (anyone may write
+ * them on a Secret of their own): a look-alike elsewhere must never make the operator revoke a token.
+ */
+export function isTrustedAnchor(caches: Caches, prefix: string, secret: CachedSecret): boolean {
+  if (secret.type !== ANCHOR_SECRET_TYPE) return false;
+  const tierName = secret.metadata?.labels?.[TIER_LABEL];
+  const tier = tierName === undefined ? undefined : caches.tiers.get(undefined, tierName);
+  return tier !== undefined && tierNamespace(tier, prefix) === secret.metadata?.namespace;
+}
+
+/** Whether a Secret is the token Secret of this client: of the token type and controlled by it. */
+export function isClientSecret(secret: CachedSecret, clientUid: string | undefined): boolean {
+  return secret.type === TOKEN_SECRET_TYPE && (secret.metadata?.ownerReferences ?? []).some((ref) => ref.controller === true && ref.uid === clientUid);
 }

@@ -17,7 +17,7 @@ import { needsNewToken, planRetention, type ReissueDecision } from '../policy/re
 import { serviceAccountNameCandidates } from '../policy/service-account-name.ts';
 import { readTokenClaims } from '../policy/token-claims.ts';
 import { effectiveTokenPolicy, renewalTime, type EffectiveTokenPolicy } from '../policy/token-policy.ts';
-import { INDEX, tierNamespace, type CachedSecret, type OperatorContext, type ServiceAccount } from './context.ts';
+import { INDEX, isClientSecret, isTrustedAnchor, tierNamespace, type CachedSecret, type OperatorContext, type ServiceAccount } from './context.ts';
 import {
   ANCHOR_SECRET_TYPE,
   AUDIENCES_ANNOTATION,
@@ -124,6 +124,11 @@ async function converge(op: OperatorContext, client: Client, log: Logger): Promi
   if (controller !== undefined && controller.uid !== client.metadata.uid) {
     throw new SecretConflictError(`Secret ${client.metadata.namespace}/${defaultSecretName(client)} belongs to ${controller.kind} ${controller.name}`);
   }
+  // Only a Secret of tokenwarden's token type is ever written: the labels on anything else prove nothing.
+  if (named !== undefined && named.type !== TOKEN_SECRET_TYPE) {
+    throw new SecretConflictError(`Secret ${client.metadata.namespace}/${defaultSecretName(client)} is of type ${named.type ?? 'Opaque'}, not ${TOKEN_SECRET_TYPE}`);
+  }
+  if (named !== undefined && controller === undefined) await reclaimSecret(op, client, named);
   const now = op.now();
   const previous = client.status ?? {};
   const resolution = resolveClientTier(op, client);
@@ -373,9 +378,14 @@ function withCondition(client: Client, update: ConditionInput, now: number): Ser
   return { ...client.status, conditions: conditionsFor(client, now, [update]) };
 }
 
-/** The anchors of this client, wherever they are (a tier move leaves them in the old namespace). */
+/**
+ * The anchors of this client in any tier namespace (a tier move leaves them in the old one): only
+ * those the operator made, never a look-alike that merely carries the client's uid.
+ */
 function anchorsOf(op: OperatorContext, client: Client): CachedSecret[] {
-  return op.caches.secrets.byIndex(INDEX.anchorByClientUid, client.metadata.uid as string);
+  return op.caches.secrets
+    .byIndex(INDEX.anchorByClientUid, client.metadata.uid as string)
+    .filter((secret) => isTrustedAnchor(op.caches, op.config.namespacePrefix, secret));
 }
 
 /** Deletes anchors by name, which revokes their tokens at the API server. Returns how many went. */
@@ -588,6 +598,7 @@ async function writeSecret(
           name,
           [
             { op: 'test', path: '/metadata/ownerReferences/0/uid', value: client.metadata.uid },
+            { op: 'test', path: '/type', value: TOKEN_SECRET_TYPE },
             { op: 'add', path: '/metadata/labels', value: metadata.labels },
             { op: 'add', path: '/metadata/annotations', value: Object.fromEntries(Object.entries(metadata.annotations).filter(([, v]) => v !== null)) },
             { op: 'add', path: '/data', value: data },
@@ -604,6 +615,32 @@ async function writeSecret(
   } else {
     written = await op.kube.patch(SECRETS, namespace, name, { metadata, data: content === undefined ? { [TOKEN_KEY]: null } : data });
   }
+  op.freshness.wrote(secretRef(namespace, name), written);
+}
+
+/**
+ * A token Secret under the client's name that no one controls (its ownerReference removed, or made
+ * by someone else before the client existed) is taken over whole: its labels and annotations are
+ * replaced, not merged, so nothing another writer put there (a replicator's annotation, say) stays
+ * on a Secret that is about to hold a token. The uid test makes it atomic with no read.
+ */
+async function reclaimSecret(op: OperatorContext, client: Client, secret: CachedSecret): Promise<void> {
+  const meta = secretMetadata(client, secret.metadata?.annotations?.[TIER_LABEL] ?? '', undefined, undefined);
+  const annotations = Object.fromEntries(Object.entries(meta.annotations).filter((e): e is [string, string] => e[1] !== null));
+  const namespace = secret.metadata?.namespace as string;
+  const name = secret.metadata?.name as string;
+  const written = await op.kube.patch(
+    SECRETS,
+    namespace,
+    name,
+    [
+      { op: 'test', path: '/metadata/uid', value: secret.metadata?.uid },
+      { op: 'add', path: '/metadata/labels', value: meta.labels },
+      { op: 'add', path: '/metadata/annotations', value: annotations },
+      { op: 'add', path: '/metadata/ownerReferences', value: meta.ownerReferences },
+    ],
+    { type: 'json' },
+  );
   op.freshness.wrote(secretRef(namespace, name), written);
 }
 
@@ -624,9 +661,9 @@ async function repairSecretMetadata(op: OperatorContext, client: Client, secret:
 async function deleteClientSecret(op: OperatorContext, client: Client): Promise<void> {
   const name = defaultSecretName(client);
   const secret = op.caches.secrets.get(client.metadata.namespace, name);
-  if (!(secret?.metadata?.ownerReferences ?? []).some((ref) => ref.controller === true && ref.uid === client.metadata.uid)) return;
+  if (secret === undefined || !isClientSecret(secret, client.metadata.uid)) return;
   try {
-    await op.kube.delete(SECRETS, client.metadata.namespace, name, { preconditions: { uid: secret?.metadata?.uid as string } });
+    await op.kube.delete(SECRETS, client.metadata.namespace, name, { preconditions: { uid: secret.metadata?.uid as string } });
   } catch (err) {
     if (!isNotFound(err)) throw err;
   }

@@ -57,10 +57,33 @@ export function manifestObjects(): ManifestObject[] {
   );
 }
 
-/** The objects that make up the operator's identity and permissions (no Deployment, no Service). */
+/**
+ * The objects that make up the operator's identity, permissions and admission fence (no Deployment,
+ * no Service).
+ */
 export function rbacObjects(): ManifestObject[] {
-  const kinds = new Set(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']);
+  const kinds = new Set(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', ...FENCE_KINDS]);
   return manifestObjects().filter((obj) => kinds.has(obj.kind));
+}
+
+const FENCE_KINDS = ['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'];
+const FENCED_USER = `'system:serviceaccount:tokenwarden-system:tokenwarden'`;
+
+/**
+ * The admission fence of manifests/operator-fence.yaml for another operator identity: the same
+ * policy and binding, named after the identity, matching its username instead of the manifests'.
+ */
+export function fenceFor(username: string): ManifestObject[] {
+  const objects = manifestObjects().filter((obj) => FENCE_KINDS.includes(obj.kind));
+  if (objects.length !== 2 || !JSON.stringify(objects).includes(FENCED_USER)) throw new Error(`manifests/ has no fence for ${FENCED_USER}`);
+  const suffix = username.replace(/^system:serviceaccount:/, '').replace(/[^a-z0-9-]+/g, '-');
+  const rename = (name: string) => `${name}-${suffix}`.slice(0, 253);
+  return objects.map((obj) => {
+    const copy = JSON.parse(JSON.stringify(obj).replaceAll(FENCED_USER, `'${username}'`)) as ManifestObject & { spec: { policyName?: string } };
+    copy.metadata.name = rename(copy.metadata.name);
+    if (copy.spec.policyName !== undefined) copy.spec.policyName = rename(copy.spec.policyName);
+    return copy;
+  });
 }
 
 const PLURALS: Record<string, string> = {
@@ -73,6 +96,8 @@ const PLURALS: Record<string, string> = {
   Deployment: 'deployments',
   Service: 'services',
   Pod: 'pods',
+  ValidatingAdmissionPolicy: 'validatingadmissionpolicies',
+  ValidatingAdmissionPolicyBinding: 'validatingadmissionpolicybindings',
 };
 
 /** The operator's KubeClient's name for a manifest object's kind (for a control plane adminRequest does not reach). */
@@ -259,6 +284,10 @@ export async function manifestRbacIdentity(namespace: string, name: string, opts
   }
   await addBindSubject({ namespace, name });
   const user = serviceAccountUser(namespace, name);
+  for (const obj of fenceFor(user)) {
+    await applyObject(obj);
+    deleteAfterFile(obj);
+  }
   if (opts.lease) {
     const election = rbacObjects().find((o) => o.kind === 'Role' && o.metadata.name === 'tokenwarden-leader-election') as ManifestObject & { rules: PolicyRule[] };
     const roleName = `${name}-leader-election`;
