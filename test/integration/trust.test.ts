@@ -1,0 +1,475 @@
+/**
+ * Issue 8: proven identity. Every request here is made through the users' own credentials (the
+ * contexts alice@example.com, bob@example.com, mallory@example.com of the test kubeconfig, and a
+ * GitOps ServiceAccount's token), never as admin, except the setup an admin does (namespaces, Tiers,
+ * RoleBindings) and the checks a gateway does (TokenReview).
+ *
+ * 1. mallory may create clients in her namespace: declaring alice, or a group she lacks, is refused;
+ *    declaring herself is accepted and gets the default tier.
+ * 2. alice declaring herself with her real groups gets a premium token.
+ * 3. A GitOps ServiceAccount declares any subject with the delegation grant, nobody without it, and
+ *    only the named users with a grant scoped by resourceNames.
+ * 4. Changing spec.subject is checked like a create; an editor cannot re-point someone else's client
+ *    at themselves; other edits, and the operator's finalizer and status writes, pass.
+ * 5. A TenantBinding needs `bind` on its tier.
+ * 6. A look-alike anchor revokes nothing, and the operator makes no write for it.
+ * 7. The operator's own identity is fenced (manifests/operator-fence.yaml).
+ * 8. No Pod runs in a tier namespace.
+ */
+import https from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { createTestNamespace, userKubeConfig, waitFor } from './support/cluster.ts';
+import { adminRequest } from './support/crds.ts';
+import {
+  API_VERSION,
+  CLIENT_NAMESPACE_LABEL,
+  CLIENT_UID_LABEL,
+  MANAGED_BY,
+  R,
+  TIER_LABEL,
+  anchorsOf,
+  createTier,
+  expectedServiceAccountName,
+  fingerprint,
+  getClient,
+  kube,
+  resourcePath,
+  review,
+  scopedName,
+  sleep,
+  startOperator,
+  tierNamespace,
+  uniquePrefix,
+  waitForClientReady,
+  waitForTierReady,
+  type Client,
+  type ClientSpec,
+  type KObject,
+  type OperatorProcess,
+  type ResourceType,
+} from './support/operator.ts';
+import { operatorServiceAccountKubeconfig, serviceAccountToken, serviceAccountUser, tokenKubeconfig } from './support/rbac.ts';
+import { countedIdentity, delta, type CountedIdentity } from './support/writes.ts';
+
+const ALICE = 'alice@example.com';
+const BOB = 'bob@example.com';
+const MALLORY = 'mallory@example.com';
+
+interface Answer<T = KObject> {
+  code: number;
+  body: T & { message?: string };
+}
+
+/** A REST client with someone's own credentials: answers, never throws on an HTTP status. */
+function restAs(kc: KubeConfig) {
+  const server = kc.getCurrentCluster()?.server;
+  if (!server) throw new Error('no cluster in the kubeconfig');
+  const send = async <T>(method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<Answer<T>> => {
+    const opts: https.RequestOptions = { method, timeout: 30_000, headers: { Accept: 'application/json', 'Content-Type': contentType } };
+    await kc.applyToHTTPSOptions(opts);
+    return new Promise((resolve, reject) => {
+      const req = https.request(new URL(urlPath, server), opts, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ code: res.statusCode ?? 0, body: (text ? JSON.parse(text) : {}) as T & { message?: string } }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(body === undefined ? undefined : JSON.stringify(body));
+    });
+  };
+  return {
+    create: <T = KObject>(type: ResourceType, namespace: string | undefined, body: unknown) => send<T>('POST', resourcePath(type, namespace), body),
+    /** A POST to a URL of its own, e.g. a subresource. */
+    post: <T = KObject>(urlPath: string, body: unknown) => send<T>('POST', urlPath, body),
+    patch: <T = KObject>(type: ResourceType, namespace: string | undefined, name: string, patch: unknown) =>
+      send<T>('PATCH', resourcePath(type, namespace, name), patch, 'application/merge-patch+json'),
+  };
+}
+type Rest = ReturnType<typeof restAs>;
+
+const asUser = (user: string): Rest => restAs(userKubeConfig(user));
+const fromFile = (file: string): Rest => {
+  const kc = new KubeConfig();
+  kc.loadFromFile(file);
+  return restAs(kc);
+};
+
+let op: OperatorProcess;
+let counted: CountedIdentity;
+let aud: string;
+let free: string;
+let premium: string;
+let malloryNs: string;
+let aliceNs: string;
+let sharedNs: string;
+let gitopsNs: string;
+let gitops: { rest: Rest; user: string };
+
+const clientBody = (namespace: string, name: string, spec: ClientSpec) => ({
+  apiVersion: API_VERSION,
+  kind: 'ServiceAccountClient',
+  metadata: { name, namespace, labels: { ...op.labels } },
+  spec,
+});
+
+/** Admin: a RoleBinding of `role` (a ClusterRole, or a Role with kind) in `namespace` for `subject`. */
+async function bindRole(namespace: string, name: string, role: { kind: 'ClusterRole' | 'Role'; name: string }, subject: Record<string, string>): Promise<void> {
+  await kube.create(R.roleBinding, namespace, {
+    metadata: { name },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', ...role },
+    subjects: [subject],
+  });
+}
+const userSubject = (name: string) => ({ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name });
+
+/** Whether the authorizer allows `user` (with `groups`) the attributes: RBAC changes reach it by watch. */
+async function userMay(user: string, groups: string[], attrs: Record<string, string>): Promise<boolean> {
+  const res = await adminRequest<{ status?: { allowed?: boolean } }>('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+    apiVersion: 'authorization.k8s.io/v1',
+    kind: 'SubjectAccessReview',
+    spec: { user, groups: [...groups, 'system:authenticated'], resourceAttributes: attrs },
+  });
+  return res.body.status?.allowed === true;
+}
+const waitUntilMay = (user: string, groups: string[], attrs: Record<string, string>) =>
+  waitFor(() => userMay(user, groups, attrs), { timeoutMs: 15_000, description: `${user} allowed ${JSON.stringify(attrs)}` });
+const waitUntilMayNot = (user: string, groups: string[], attrs: Record<string, string>) =>
+  waitFor(async () => !(await userMay(user, groups, attrs)), { timeoutMs: 15_000, description: `${user} no longer allowed ${JSON.stringify(attrs)}` });
+
+const createSac = { verb: 'create', group: 'tokenwarden.io', resource: 'serviceaccountclients' };
+
+/** The admission refusal: 403 from the policy, with the message the issue asks for. */
+function expectRefused(res: Answer, policy: string, ...parts: string[]): void {
+  expect(res.code, JSON.stringify(res.body)).toBe(403);
+  expect(res.body.message).toContain(policy);
+  for (const part of parts) expect(res.body.message).toContain(part);
+}
+
+beforeAll(async () => {
+  const prefix = uniquePrefix('trust');
+  counted = await countedIdentity(prefix);
+  op = await startOperator({ namespacePrefix: prefix, kubeconfig: counted.kubeconfig });
+  aud = `${prefix}-gateway`;
+  free = scopedName(op, 'free');
+  premium = scopedName(op, 'premium');
+  await createTier(op, 'free', { level: 10, default: true, token: { audiences: [aud] } });
+  await createTier(op, 'premium', { level: 20, groups: ['premium-users'], token: { audiences: [aud] } });
+  [malloryNs, aliceNs, sharedNs, gitopsNs] = (await Promise.all(['mallory', 'alice', 'shared', 'gitops'].map((n) => createTestNamespace(`trust-${n}`)))) as [string, string, string, string];
+  // Namespace editors through the built-in `edit` role, which the aggregation controller extends
+  // with access/user-roles.yaml's tokenwarden-edit.
+  const edit = { kind: 'ClusterRole', name: 'edit' } as const;
+  await bindRole(malloryNs, 'mallory-edit', edit, userSubject(MALLORY));
+  await bindRole(aliceNs, 'alice-edit', edit, userSubject(ALICE));
+  await bindRole(sharedNs, 'alice-edit', edit, userSubject(ALICE));
+  await bindRole(sharedNs, 'bob-edit', edit, userSubject(BOB));
+  await kube.create(R.serviceAccount, gitopsNs, { metadata: { name: 'gitops' } });
+  const gitopsUser = serviceAccountUser(gitopsNs, 'gitops');
+  await bindRole(sharedNs, 'gitops-edit', edit, { kind: 'ServiceAccount', name: 'gitops', namespace: gitopsNs });
+  gitops = { rest: fromFile(tokenKubeconfig(await serviceAccountToken(gitopsNs, 'gitops'), gitopsUser)), user: gitopsUser };
+  await Promise.all([
+    waitUntilMay(MALLORY, [], { ...createSac, namespace: malloryNs }),
+    waitUntilMay(ALICE, [], { ...createSac, namespace: aliceNs }),
+    waitUntilMay(ALICE, [], { ...createSac, namespace: sharedNs }),
+    waitUntilMay(BOB, [], { ...createSac, namespace: sharedNs }),
+    waitUntilMay(gitopsUser, ['system:serviceaccounts', `system:serviceaccounts:${gitopsNs}`], { ...createSac, namespace: sharedNs }),
+    waitForTierReady(free),
+    waitForTierReady(premium),
+  ]);
+}, 180_000);
+
+describe('a client for yourself, and only for yourself', () => {
+  it('mallory: declaring alice is refused, declaring a group she lacks is refused, declaring herself gets the default tier', async () => {
+    const mallory = asUser(MALLORY);
+    const asAlice = await mallory.create(R.client, malloryNs, clientBody(malloryNs, 'as-alice', { subject: { user: ALICE, groups: ['premium-users'] } }));
+    expectRefused(
+      asAlice,
+      'tokenwarden-client-subject',
+      `spec.subject.user: "${ALICE}" is not the requester "${MALLORY}"; declaring another subject needs the verb impersonate on tokenwarden.io users/${ALICE}`,
+    );
+    const withGroup = await mallory.create(R.client, malloryNs, clientBody(malloryNs, 'with-group', { subject: { user: MALLORY, groups: ['premium-users'] } }));
+    expectRefused(withGroup, 'tokenwarden-client-subject', `spec.subject.groups: "premium-users" not among the groups of the requester "${MALLORY}"`);
+    // Nothing of either was stored.
+    expect((await kube.tryGet(R.client, malloryNs, 'as-alice')) === null && (await kube.tryGet(R.client, malloryNs, 'with-group')) === null).toBe(true);
+
+    const herself = await mallory.create(R.client, malloryNs, clientBody(malloryNs, 'herself', { subject: { user: MALLORY } }));
+    expect(herself.code, JSON.stringify(herself.body)).toBe(201);
+    const ct = await waitForClientReady(malloryNs, 'herself');
+    expect(ct.client.status?.tier).toBe(free);
+    expect(ct.client.status?.tierReason).toBe('Default');
+    const who = await review(ct.token as string, [aud]);
+    expect(who.username).toBe(serviceAccountUser(tierNamespace(op, free), expectedServiceAccountName(MALLORY)));
+  });
+
+  it('alice: declaring herself with her real groups gets her premium token', async () => {
+    const res = await asUser(ALICE).create(R.client, aliceNs, clientBody(aliceNs, 'notebook', { subject: { user: ALICE, groups: ['premium-users'] } }));
+    expect(res.code, JSON.stringify(res.body)).toBe(201);
+    const ct = await waitForClientReady(aliceNs, 'notebook');
+    expect(ct.client.status?.tier).toBe(premium);
+    const who = await review(ct.token as string, [aud]);
+    expect(who.authenticated).toBe(true);
+    expect(who.username).toBe(serviceAccountUser(tierNamespace(op, premium), expectedServiceAccountName(ALICE)));
+  });
+});
+
+describe('a GitOps ServiceAccount speaks for others only with the delegation grant', () => {
+  const gitopsGroups = () => ['system:serviceaccounts', `system:serviceaccounts:${gitopsNs}`];
+  const impersonate = (resource: string, name: string) => ({ verb: 'impersonate', group: 'tokenwarden.io', resource, name, namespace: sharedNs });
+
+  it('without the grant: refused; with tokenwarden-subject-delegate: any subject; with a grant naming bob: bob only', async () => {
+    const declareAlice = clientBody(sharedNs, 'gitops-alice', { subject: { user: ALICE, groups: ['premium-users'] } });
+    expectRefused(
+      await gitops.rest.create(R.client, sharedNs, declareAlice),
+      'tokenwarden-client-subject',
+      `spec.subject.user: "${ALICE}" is not the requester "${gitops.user}"`,
+    );
+
+    await bindRole(sharedNs, 'gitops-delegate', { kind: 'ClusterRole', name: 'tokenwarden-subject-delegate' }, { kind: 'ServiceAccount', name: 'gitops', namespace: gitopsNs });
+    await waitUntilMay(gitops.user, gitopsGroups(), impersonate('groups', 'premium-users'));
+    const accepted = await gitops.rest.create(R.client, sharedNs, declareAlice);
+    expect(accepted.code, JSON.stringify(accepted.body)).toBe(201);
+    const ct = await waitForClientReady(sharedNs, 'gitops-alice');
+    expect(ct.client.status?.tier).toBe(premium);
+
+    // Only some users: a Role with resourceNames, instead of the delegate role.
+    await kube.remove(R.roleBinding, sharedNs, 'gitops-delegate');
+    await kube.create({ ...R.roleBinding, plural: 'roles' }, sharedNs, {
+      metadata: { name: 'gitops-declares-bob' },
+      rules: [
+        { apiGroups: ['tokenwarden.io'], resources: ['users'], verbs: ['impersonate'], resourceNames: [BOB] },
+        { apiGroups: ['tokenwarden.io'], resources: ['groups'], verbs: ['impersonate'], resourceNames: ['free-users'] },
+      ],
+    });
+    await bindRole(sharedNs, 'gitops-declares-bob', { kind: 'Role', name: 'gitops-declares-bob' }, { kind: 'ServiceAccount', name: 'gitops', namespace: gitopsNs });
+    await waitUntilMayNot(gitops.user, gitopsGroups(), impersonate('users', ALICE));
+    await waitUntilMay(gitops.user, gitopsGroups(), impersonate('users', BOB));
+    const bob = await gitops.rest.create(R.client, sharedNs, clientBody(sharedNs, 'gitops-bob', { subject: { user: BOB, groups: ['free-users'] } }));
+    expect(bob.code, JSON.stringify(bob.body)).toBe(201);
+    expectRefused(
+      await gitops.rest.create(R.client, sharedNs, { ...declareAlice, metadata: { ...declareAlice.metadata, name: 'gitops-alice-2' } }),
+      'tokenwarden-client-subject',
+      `tokenwarden.io users/${ALICE}`,
+    );
+    // A group the grant does not name is refused even for a user it does.
+    expectRefused(
+      await gitops.rest.create(R.client, sharedNs, clientBody(sharedNs, 'gitops-bob-premium', { subject: { user: BOB, groups: ['premium-users'] } })),
+      'tokenwarden-client-subject',
+      'spec.subject.groups: "premium-users" declared for another user',
+    );
+    await waitForClientReady(sharedNs, 'gitops-bob');
+  });
+});
+
+describe('changing the subject of a client', () => {
+  it('is checked like a create; an editor cannot re-point alice\'s client at himself; other edits and the operator\'s writes pass', async () => {
+    const alice = asUser(ALICE);
+    const bob = asUser(BOB);
+    const created = await alice.create(R.client, sharedNs, clientBody(sharedNs, 'alice-shared', { subject: { user: ALICE } }));
+    expect(created.code, JSON.stringify(created.body)).toBe(201);
+    // The operator's finalizer patch and status writes pass the policy: the client becomes Ready.
+    const ready = await waitForClientReady(sharedNs, 'alice-shared');
+    expect(ready.client.metadata.finalizers).toContain('tokenwarden.io/revoke-tokens');
+
+    expectRefused(
+      await bob.patch(R.client, sharedNs, 'alice-shared', { spec: { subject: { user: BOB } } }),
+      'tokenwarden-client-subject',
+      `spec.subject: the client belongs to "${ALICE}", not to the requester "${BOB}"`,
+    );
+    // alice widening her own client to a group she lacks is checked like a create.
+    expectRefused(
+      await alice.patch(R.client, sharedNs, 'alice-shared', { spec: { subject: { user: ALICE, groups: ['free-users'] } } }),
+      'tokenwarden-client-subject',
+      'spec.subject.groups: "free-users"',
+    );
+    // An edit that leaves the subject alone is not the policy's business.
+    const edited = await bob.patch<Client>(R.client, sharedNs, 'alice-shared', { spec: { revocationEpoch: 1 } });
+    expect(edited.code, JSON.stringify(edited.body)).toBe(200);
+    const after = await waitForClientReady(sharedNs, 'alice-shared', { extra: (ct) => ct.client.status?.revocationEpoch === 1 });
+    expect(after.client.spec.subject.user).toBe(ALICE);
+    expect(fingerprint(after.token)).not.toBe(fingerprint(ready.token));
+    // alice adding a group she has is fine.
+    const own = await alice.patch(R.client, sharedNs, 'alice-shared', { spec: { subject: { user: ALICE, groups: ['premium-users'] } } });
+    expect(own.code, JSON.stringify(own.body)).toBe(200);
+    await waitForClientReady(sharedNs, 'alice-shared', { extra: (ct) => ct.client.status?.tier === premium });
+  });
+});
+
+describe('granting a tier needs bind on it', () => {
+  it('a TenantBinding is refused without bind on its tier and accepted with it', async () => {
+    const binding = (namespace: string, name: string) => ({
+      apiVersion: API_VERSION,
+      kind: 'TenantBinding',
+      metadata: { name, namespace, labels: { ...op.labels } },
+      spec: { tierRef: { name: premium }, subjects: [{ kind: 'User', name: MALLORY }] },
+    });
+    expectRefused(
+      await asUser(MALLORY).create(R.binding, malloryNs, binding(malloryNs, 'premium-for-me')),
+      'tokenwarden-tenantbinding-bind',
+      `spec.tierRef.name: the requester "${MALLORY}" may not grant tier "${premium}"; a TenantBinding needs the verb bind on tokenwarden.io tiers/${premium}`,
+    );
+    expectRefused(await asUser(ALICE).create(R.binding, aliceNs, binding(aliceNs, 'premium-team')), 'tokenwarden-tenantbinding-bind', `tiers/${premium}`);
+
+    await kube.create({ ...R.roleBinding, plural: 'roles' }, aliceNs, {
+      metadata: { name: 'grant-premium' },
+      rules: [{ apiGroups: ['tokenwarden.io'], resources: ['tiers'], verbs: ['bind'], resourceNames: [premium] }],
+    });
+    await bindRole(aliceNs, 'alice-grants-premium', { kind: 'Role', name: 'grant-premium' }, userSubject(ALICE));
+    await waitUntilMay(ALICE, [], { verb: 'bind', group: 'tokenwarden.io', resource: 'tiers', name: premium, namespace: aliceNs });
+    const accepted = await asUser(ALICE).create(R.binding, aliceNs, binding(aliceNs, 'premium-team'));
+    expect(accepted.code, JSON.stringify(accepted.body)).toBe(201);
+    // The grant is for premium only: re-pointing the binding at another tier is refused.
+    expectRefused(await asUser(ALICE).patch(R.binding, aliceNs, 'premium-team', { spec: { tierRef: { name: free } } }), 'tokenwarden-tenantbinding-bind', `tiers/${free}`);
+  });
+});
+
+describe('the operator trusts only what it made', () => {
+  it('a look-alike anchor of alice\'s client, made by mallory, revokes nothing and costs no write', async () => {
+    const victim = await waitForClientReady(aliceNs, 'notebook');
+    const uid = victim.client.metadata.uid as string;
+    const anchorsBefore = (await anchorsOf(uid)).map((a) => a.metadata.uid).sort();
+    expect(anchorsBefore.length).toBeGreaterThan(0);
+    // Start from a quiet operator: the earlier tests' status writes and Events have landed.
+    let before = await counted.counts();
+    await waitFor(
+      async () => {
+        await sleep(2_000);
+        const now = await counted.counts();
+        const quiet = now.writes === before.writes;
+        before = now;
+        return quiet;
+      },
+      { timeoutMs: 30_000, intervalMs: 0, description: 'the operator to make no write for 2 s' },
+    );
+    const labels = { [MANAGED_BY]: 'tokenwarden', [CLIENT_UID_LABEL]: uid, [TIER_LABEL]: premium, [CLIENT_NAMESPACE_LABEL]: aliceNs };
+    for (const [name, type] of [['fake-anchor', 'tokenwarden.io/anchor'], ['fake-opaque', 'Opaque']]) {
+      const res = await asUser(MALLORY).create(R.secret, malloryNs, { apiVersion: 'v1', kind: 'Secret', type, metadata: { name, labels } });
+      expect(res.code, JSON.stringify(res.body)).toBe(201);
+    }
+    // Long enough for the operator to have acted on them (it acts within a second on a real anchor).
+    await sleep(5_000);
+    expect(delta(before, await counted.counts()).writes).toBe(0);
+    const after = await getClient(aliceNs, 'notebook');
+    expect(after.metadata.resourceVersion).toBe(victim.client.metadata.resourceVersion);
+    expect((await anchorsOf(uid)).filter((a) => a.metadata.namespace !== malloryNs).map((a) => a.metadata.uid).sort()).toEqual(anchorsBefore);
+    // Reviewed with a one-off audience: the answer is the API server's, not its 10 s cache's.
+    expect((await review(victim.token as string, [aud])).authenticated).toBe(true);
+    // And the look-alikes are still there: the operator did not touch mallory's Secrets either.
+    expect((await kube.tryGet(R.secret, malloryNs, 'fake-anchor')) !== null && (await kube.tryGet(R.secret, malloryNs, 'fake-opaque')) !== null).toBe(true);
+  });
+});
+
+describe('a token Secret planted under a client\'s name', () => {
+  it('is taken over whole: none of the planter\'s labels or annotations stay on the Secret that holds alice\'s token', async () => {
+    // bob, an editor of the shared namespace, plants a Secret where alice's next client will write,
+    // with an annotation a replicator would act on.
+    const planted = await asUser(BOB).create(R.secret, sharedNs, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'tokenwarden.io/token',
+      metadata: {
+        name: 'alice-planted-token',
+        labels: { [MANAGED_BY]: 'tokenwarden', 'example.com/team': 'bob' },
+        annotations: { 'replicator.example.com/replicate-to': malloryNs },
+      },
+    });
+    expect(planted.code, JSON.stringify(planted.body)).toBe(201);
+    const created = await asUser(ALICE).create(R.client, sharedNs, clientBody(sharedNs, 'alice-planted', { subject: { user: ALICE } }));
+    expect(created.code, JSON.stringify(created.body)).toBe(201);
+    const ct = await waitForClientReady(sharedNs, 'alice-planted');
+    const meta = ct.secret?.metadata;
+    expect(meta?.uid).toBe(planted.body.metadata.uid);
+    expect(meta?.annotations?.['replicator.example.com/replicate-to']).toBeUndefined();
+    expect(meta?.labels?.['example.com/team']).toBeUndefined();
+    expect(meta?.ownerReferences?.filter((r) => r.controller).map((r) => r.uid)).toEqual([ct.client.metadata.uid]);
+    expect((await review(ct.token as string, [aud])).authenticated).toBe(true);
+  });
+});
+
+describe('the operator\'s own identity is fenced by admission', () => {
+  let asOperator: Rest;
+  beforeAll(async () => {
+    asOperator = fromFile(await operatorServiceAccountKubeconfig());
+  });
+  const fence = 'tokenwarden-operator-fence';
+
+  it('cannot mint a token for a ServiceAccount outside a tier namespace, though RBAC would let it', async () => {
+    const tokenRequest = { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 600 } };
+    // A ServiceAccount of kube-system (this control plane runs no ServiceAccount controller, so
+    // `default` does not exist there; a real one is made for the test).
+    const victim = `${op.prefix}-victim`;
+    await kube.create(R.serviceAccount, 'kube-system', { metadata: { name: victim } });
+    onTestFinished(() => kube.remove(R.serviceAccount, 'kube-system', victim).then(() => undefined));
+    const url = resourcePath(R.serviceAccount, 'kube-system', victim, 'token');
+    // RBAC allows it (serviceaccounts/token create is cluster-wide): only the fence stands in the way.
+    expect(await userMay(serviceAccountUser('tokenwarden-system', 'tokenwarden'), ['system:serviceaccounts', 'system:serviceaccounts:tokenwarden-system'], {
+      verb: 'create', resource: 'serviceaccounts', subresource: 'token', namespace: 'kube-system', name: victim,
+    })).toBe(true);
+    // The fence was applied with the manifests' RBAC just now: wait until the API server enforces it.
+    const res = await waitFor(
+      async () => {
+        const answer = await asOperator.post(url, { ...tokenRequest, spec: { ...tokenRequest.spec, boundObjectRef: { apiVersion: 'v1', kind: 'Secret', name: 'x' } } });
+        return answer.code === 403 ? answer : undefined;
+      },
+      { timeoutMs: 30_000, description: 'the fence refusing a TokenRequest in kube-system' },
+    );
+    expectRefused(res, fence, 'only in tier namespaces');
+    // Nor an unbound token, anywhere.
+    expectRefused(
+      await asOperator.post(resourcePath(R.serviceAccount, tierNamespace(op, free), expectedServiceAccountName(MALLORY), 'token'), tokenRequest),
+      fence,
+      'bound to an anchor Secret',
+    );
+  });
+
+  it('cannot label a namespace it did not create as a tier namespace, nor write a Secret of a foreign type', async () => {
+    expectRefused(await asOperator.patch(R.namespace, undefined, malloryNs, { metadata: { labels: { [TIER_LABEL]: premium } } }), fence, 'may not add, change or remove that label');
+    expectRefused(
+      await asOperator.create(R.secret, malloryNs, { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: 'foreign' }, data: {} }),
+      fence,
+      'only Secrets of type tokenwarden.io/anchor or tokenwarden.io/token',
+    );
+    expectRefused(
+      await asOperator.create(R.secret, malloryNs, { apiVersion: 'v1', kind: 'Secret', type: 'tokenwarden.io/anchor', metadata: { name: 'anchor-outside' } }),
+      fence,
+      'anchor Secrets belong in tier namespaces only',
+    );
+    expectRefused(
+      await asOperator.create(R.serviceAccount, 'kube-system', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'tokenwarden-fence-probe' } }),
+      fence,
+      'only in tier namespaces',
+    );
+    expect(await kube.tryGet(R.namespace, undefined, malloryNs).then((ns) => ns?.metadata.labels?.[TIER_LABEL])).toBeUndefined();
+  });
+});
+
+describe('tier namespaces run no pods', () => {
+  it('are labelled Pod Security restricted and hold a quota of zero pods: a restricted-compliant Pod is refused', async () => {
+    const namespace = tierNamespace(op, premium);
+    const ns = await kube.get(R.namespace, undefined, namespace);
+    expect(ns.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
+    const quota = await kube.get<KObject & { spec?: { hard?: Record<string, string> } }>({ ...R.secret, plural: 'resourcequotas' }, namespace, 'tokenwarden-no-pods');
+    expect(quota.spec?.hard?.pods).toBe('0');
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'sneaky' },
+      spec: {
+        serviceAccountName: expectedServiceAccountName(ALICE),
+        securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+        containers: [{
+          name: 'c',
+          image: 'registry.invalid/none:1',
+          securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, runAsUser: 1000 },
+        }],
+      },
+    };
+    // Even the cluster admin: a quota binds everyone.
+    const res = await adminRequest<{ message?: string }>('POST', `/api/v1/namespaces/${namespace}/pods`, pod);
+    expect(`${res.code} ${res.body.message}`).toMatch(/^403 .*exceeded quota: tokenwarden-no-pods/);
+    // And a Pod that breaks the standard is refused by Pod Security as well.
+    const unrestricted = { ...pod, metadata: { name: 'unrestricted' }, spec: { ...pod.spec, securityContext: {}, containers: [{ name: 'c', image: 'registry.invalid/none:1' }] } };
+    const refused = await adminRequest<{ message?: string }>('POST', `/api/v1/namespaces/${namespace}/pods?dryRun=All`, unrestricted);
+    expect(`${refused.code} ${refused.body.message}`).toMatch(/^403 .*violates PodSecurity "restricted/);
+  });
+});
