@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { startControlPlane, type ControlPlane } from '../../test/controlplane/launcher.ts';
 import { Kube, R, metricSamples, resourcePath, retrying, sleep, type KObject } from './kube.ts';
 
@@ -58,6 +58,7 @@ export async function startCluster(workDir: string, log: (line: string) => void)
   const admin = new Kube(cp.kubeconfigPath, 'admin');
   try {
     await installCrds(admin);
+    await installAccess(admin);
     await retrying(() => admin.create(R.namespace, undefined, { metadata: { name: SYSTEM_NAMESPACE } }));
     const operatorKubeconfig = await identityKubeconfig(admin, workDir, 'operator');
     const floorKubeconfig = await identityKubeconfig(admin, workDir, 'floor');
@@ -102,6 +103,24 @@ async function installCrds(admin: Kube): Promise<void> {
       }
       if (Date.now() > deadline) throw new Error(`CRD ${crd.metadata.name} not established in 60s`);
       await sleep(200);
+    }
+  }
+}
+
+/** What `make install` applies beside the CRDs: access/'s admission policies, so every create pays for them. */
+async function installAccess(admin: Kube): Promise<void> {
+  const dir = path.join(repoRoot, 'access');
+  const collections: Record<string, string> = {
+    ValidatingAdmissionPolicy: '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies',
+    ValidatingAdmissionPolicyBinding: '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings',
+    ClusterRole: '/apis/rbac.authorization.k8s.io/v1/clusterroles',
+  };
+  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
+    for (const doc of parseAllDocuments(fs.readFileSync(path.join(dir, file), 'utf8'))) {
+      const obj = doc.toJS() as KObject & { kind: string };
+      const collection = collections[obj.kind];
+      if (collection === undefined) throw new Error(`access/${file}: no path known for kind ${obj.kind}`);
+      await retrying(() => admin.request('PATCH', `${collection}/${obj.metadata.name}?fieldManager=tokenwarden-bench&force=true`, obj, 'application/apply-patch+yaml'));
     }
   }
 }
