@@ -90,6 +90,12 @@ export const KINDS: KindDefinition[] = [
       { name: 'Subject', type: 'string', jsonPath: '.spec.subject.user', description: 'The user tokens are issued for' },
       { name: 'Tier', type: 'string', jsonPath: '.status.tier', description: 'The tier the client resolved to' },
       ready,
+      {
+        name: 'Reason',
+        type: 'string',
+        jsonPath: '.status.conditions[?(@.type=="Ready")].reason',
+        description: 'Why Ready is what it is (IssuanceFailed, RenewalFailed, ...)',
+      },
       // A string, not a date: kubectl renders future dates as "<invalid>".
       { name: 'Expires', type: 'string', jsonPath: '.status.expiresAt', description: 'When the newest token expires' },
       { name: 'Secret', type: 'string', jsonPath: '.status.secretName', description: 'Secret holding the token' },

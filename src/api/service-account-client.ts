@@ -119,6 +119,14 @@ export const ServiceAccountClientStatus = z.object({
   renewAt: z.string().optional(),
   /** The revocation epoch whose revocation has been carried out. */
   revocationEpoch: z.number().int().min(0).optional(),
+  /**
+   * Failed attempts in a row to issue or renew a token; cleared by the next success. The next
+   * attempt waits 5s after the first failure, doubling with each one up to 1h; a spec change or a
+   * new tier tries again at once.
+   */
+  failedAttempts: z.number().int().min(0).optional(),
+  /** When the last attempt to issue or renew a token failed (RFC 3339); cleared by the next success. */
+  lastFailureTime: z.string().optional(),
   /** The metadata.generation this status describes. */
   observedGeneration: z.number().int().min(0).optional(),
   /** Ready (a valid token is in the Secret), TierResolved and Suspended. */

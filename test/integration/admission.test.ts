@@ -271,11 +271,11 @@ describe('kubectl', () => {
   it('`get sac -o wide` prints the columns of the design, wide ones last', async () => {
     const wide = await get('sac', '-n', ns, '-o', 'wide');
     expect(wide.code, wide.stderr).toBe(0);
-    expect(header(wide.stdout)).toEqual(['NAME', 'SUBJECT', 'TIER', 'READY', 'EXPIRES', 'SECRET', 'AGE', 'STATUS', 'SERVICEACCOUNT']);
+    expect(header(wide.stdout)).toEqual(['NAME', 'SUBJECT', 'TIER', 'READY', 'REASON', 'EXPIRES', 'SECRET', 'AGE', 'STATUS', 'SERVICEACCOUNT']);
     expect(wide.stdout).toMatch(/^listed\s+alice@example\.com\s/m);
     const narrow = await get('sac', '-n', ns);
     expect(narrow.code, narrow.stderr).toBe(0);
-    expect(header(narrow.stdout)).toEqual(['NAME', 'SUBJECT', 'TIER', 'READY', 'EXPIRES', 'SECRET', 'AGE']);
+    expect(header(narrow.stdout)).toEqual(['NAME', 'SUBJECT', 'TIER', 'READY', 'REASON', 'EXPIRES', 'SECRET', 'AGE']);
   });
 
   it('`get tiers` and `get tenantbindings` print the columns of the design', async () => {

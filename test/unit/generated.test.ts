@@ -104,7 +104,7 @@ const designColumns: Record<string, { columns: string[]; wide: string[]; shortNa
   Tier: { columns: ['LEVEL', 'DEFAULT', 'NAMESPACE', 'CLIENTS', 'READY', 'AGE'], wide: [], shortNames: [], scope: 'Cluster' },
   TenantBinding: { columns: ['TIER', 'SUBJECTS', 'CLIENTS', 'READY', 'AGE'], wide: [], shortNames: ['tb'], scope: 'Namespaced' },
   ServiceAccountClient: {
-    columns: ['SUBJECT', 'TIER', 'READY', 'EXPIRES', 'SECRET', 'AGE'],
+    columns: ['SUBJECT', 'TIER', 'READY', 'REASON', 'EXPIRES', 'SECRET', 'AGE'],
     wide: ['STATUS', 'SERVICEACCOUNT'],
     shortNames: ['sac'],
     scope: 'Namespaced',
