@@ -13,6 +13,7 @@ import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../contro
 import type { Logger } from '../controller/logger.ts';
 import { errorMessage, isAlreadyExists, isConflict, isInvalid, isNotFound } from '../kube/errors.ts';
 import { SECRETS, SERVICE_ACCOUNT_CLIENTS, SERVICE_ACCOUNTS, splitKey } from '../kube/resources.ts';
+import { issuanceBackoff } from '../policy/issuance-backoff.ts';
 import { needsNewToken, planRetention, type ReissueDecision } from '../policy/reissue.ts';
 import { serviceAccountNameCandidates } from '../policy/service-account-name.ts';
 import { readTokenClaims } from '../policy/token-claims.ts';
@@ -36,6 +37,7 @@ import {
   TOKEN_SECRET_TYPE,
   USER_ANNOTATION,
 } from './labels.ts';
+import { holdWhileFailing, issuanceCause, recovered, type HoldInput } from './issuance-failure.ts';
 import { resolveClientTier } from './resolution.ts';
 
 type Client = ServiceAccountClient;
@@ -187,7 +189,24 @@ async function converge(op: OperatorContext, client: Client, log: Logger): Promi
   const leftBehind = anchorsOf(op, client).filter((a) => a.metadata?.namespace !== namespace);
   if (leftBehind.length > 0) return leaveOldTier(op, client, base, tierResolved, events, leftBehind, log);
 
-  const account = await ensureServiceAccount(op, namespace, client.spec.subject.user, tierName);
+  const secretName = defaultSecretName(client);
+  const secret = op.caches.secrets.get(client.metadata.namespace, secretName);
+  const anchorNames = new Set(anchorsOf(op, client).map((a) => a.metadata?.name as string));
+  const tokens = adoptTokenInSecret(previous.tokens ?? [], secret, anchorNames, policy);
+
+  // Issuing waits out the backoff of earlier failures, and a failure is recorded, not thrown.
+  const reset = client.metadata.generation !== previous.observedGeneration || previous.tier !== tierName;
+  const failing = { client, base, tokens: tokens.filter((t) => anchorNames.has(t.id)), secretHoldsToken: secret?.tokenClaims !== undefined, gracePeriodMs: policy.gracePeriodMs, now };
+  const hold = (err?: unknown, serviceAccount?: HoldInput['serviceAccount']): Promise<Outcome> =>
+    holdFailing(op, { ...failing, serviceAccount, failure: err === undefined ? undefined : { cause: issuanceCause(err, isSecretError), reset } }, tierResolved, events, log);
+  if (!issuanceBackoff({ failedAttempts: previous.failedAttempts, lastFailureTime: previous.lastFailureTime, reset, now }).go) return hold();
+
+  let account: Awaited<ReturnType<typeof ensureServiceAccount>>;
+  try {
+    account = await ensureServiceAccount(op, namespace, client.spec.subject.user, tierName);
+  } catch (err) {
+    return hold(err);
+  }
   if (account.collision) {
     const message = `every ServiceAccount name for user "${client.spec.subject.user}" in ${namespace} belongs to another user`;
     return {
@@ -196,10 +215,6 @@ async function converge(op: OperatorContext, client: Client, log: Logger): Promi
     };
   }
   const saRef = { namespace, name: account.name, uid: account.uid };
-  const secretName = defaultSecretName(client);
-  const secret = op.caches.secrets.get(client.metadata.namespace, secretName);
-  const anchorNames = new Set(anchorsOf(op, client).map((a) => a.metadata?.name as string));
-  const tokens = adoptTokenInSecret(previous.tokens ?? [], secret, anchorNames, policy);
   const decision = needsNewToken({
     now,
     desired: {
@@ -228,7 +243,12 @@ async function converge(op: OperatorContext, client: Client, log: Logger): Promi
   let revokeEarlier = false;
   const resumed = getCondition(previous.conditions, 'Suspended')?.status === 'True';
   if (decision !== undefined) {
-    const issued = await issueToken(op, client, tier, saRef, policy, secret);
+    let issued: IssuedToken;
+    try {
+      issued = await issueToken(op, client, tier, saRef, policy, secret);
+    } catch (err) {
+      return hold(err, saRef);
+    }
     revokeEarlier = decision.revokeEarlierTokens;
     current = [issued, ...tokens.filter((t) => anchorNames.has(t.id))];
     events.push(eventFor(decision, tokens.length === 0, resumed, previous, tierName));
@@ -238,6 +258,8 @@ async function converge(op: OperatorContext, client: Client, log: Logger): Promi
     if (untold.length > 0) events.push({ type: 'Warning', reason: 'Capped', note: untold.join('; ') });
     if (decision.reason === 'RenewalDue' || decision.reason === 'Expired') op.metrics.rotated(tierName);
     else op.metrics.issued(tierName);
+    const recovery = recovered(previous);
+    if (recovery !== undefined) events.push(recovery);
   } else if (secret !== undefined) {
     await repairSecretMetadata(op, client, secret, tierName);
   }
@@ -255,7 +277,7 @@ async function converge(op: OperatorContext, client: Client, log: Logger): Promi
   const newest = retention.keep[0] as IssuedToken;
   const readyMessage = [`token valid until ${newest.expiresAt}, renewal at ${newest.renewAt}`, ...policy.notes].join('; ');
   const status: ServiceAccountClientStatus = {
-    ...base,
+    ...withoutFailures(base),
     serviceAccount: saRef,
     secretName,
     tokens: retention.keep,
@@ -360,10 +382,48 @@ async function leaveOldTier(
   };
 }
 
-/** Status without tokens, for a client that holds none. */
+/** Status without tokens, for a client that holds none and is not issuing any. */
 function clearedTokens(status: ServiceAccountClientStatus): ServiceAccountClientStatus {
   const { tokens: _t, expiresAt: _e, renewAt: _r, serviceAccount: _s, ...rest } = status;
-  return { ...rest, tokens: [] };
+  return { ...withoutFailures(rest), tokens: [] };
+}
+
+/** Status without the record of failed issuance: after a success, or when nothing is to be issued. */
+function withoutFailures(status: ServiceAccountClientStatus): ServiceAccountClientStatus {
+  const { failedAttempts: _f, lastFailureTime: _l, ...rest } = status;
+  return rest;
+}
+
+const isSecretError = (err: unknown): boolean => err instanceof SecretConflictError || err instanceof SecretInvalidError;
+
+/**
+ * A client that cannot get a token now (issuance-failure.ts): keeps what is still valid, revokes
+ * what is past its grace period, empties the Secret once nothing in it is valid, and says why.
+ */
+async function holdFailing(
+  op: OperatorContext,
+  input: HoldInput,
+  tierResolved: ConditionInput,
+  events: Outcome['events'],
+  log: Logger,
+): Promise<Outcome> {
+  const { client } = input;
+  const plan = holdWhileFailing(input);
+  await revokeTokens(op, client, plan.revoke, log);
+  if (plan.emptySecret) {
+    try {
+      await writeSecret(op, client, input.base.tier as string, undefined);
+    } catch (err) {
+      // The expired token is refused everywhere anyway: record the failure, empty it next time.
+      log.warn({ err: errorMessage(err) }, 'could not empty the Secret of an expired token');
+    }
+  }
+  if (plan.events.length > 0 || input.failure !== undefined) log.info({ failedAttempts: plan.status.failedAttempts, reason: plan.ready.reason }, 'issuing failed; backing off');
+  return {
+    status: { ...plan.status, conditions: conditionsFor(client, input.now, [tierResolved, plan.ready]) },
+    events: [...events, ...plan.events],
+    requeueAfterMs: plan.requeueAfterMs,
+  };
 }
 
 type ConditionInput = { type: string; status: 'True' | 'False' | 'Unknown'; reason: string; message: string };
