@@ -1,0 +1,305 @@
+/**
+ * Issue 9, item 1: a client whose token cannot be issued or renewed says so on the object, backs off
+ * exponentially (5s, 10s, 20s, 40s, ... at most 1h: src/policy/issuance-backoff.ts) and recovers by
+ * itself once the cause is gone.
+ *
+ * Issuance fails the real way: a ValidatingAdmissionPolicy (admin-applied, bound to one tier
+ * namespace) refuses `serviceaccounts/token` CREATE there. The operator runs as a ServiceAccount of
+ * its own (support/writes.ts), and a FlowSchema of this file that matches only that identity's
+ * TokenRequests counts them: one persistently refused client costs a handful over a minute.
+ *
+ * A restart of the operator does not shorten the wait: it is read from the client's status.
+ *
+ * Token values are never printed: tokens are compared by fingerprint.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiserverMetrics, createTestNamespace, waitFor } from '../support/cluster.ts';
+import {
+  R,
+  clientEvents,
+  condition,
+  createClient,
+  createTier,
+  fingerprint,
+  getClient,
+  kube,
+  metricSamples,
+  readClientToken,
+  request,
+  resourcePath,
+  review,
+  sleep,
+  startOperator,
+  tierNamespace,
+  trackClusterObject,
+  uniquePrefix,
+  waitForClient,
+  waitForClientReady,
+  waitForTierReady,
+  type Client,
+  type OperatorProcess,
+  type ResourceType,
+} from '../support/operator.ts';
+import { countedIdentity } from '../support/writes.ts';
+
+type FailingClient = Client & { status?: Client['status'] & { failedAttempts?: number; lastFailureTime?: string } };
+
+const VAP: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicies', namespaced: false };
+const VAP_BINDING: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicybindings', namespaced: false };
+
+/** Attempts the backoff allows from a first failure at 0s: at 0, 5, 15, 35 s (the next one at 75 s). */
+const ATTEMPTS_IN_A_MINUTE = 4;
+const WINDOW_MS = 60_000;
+
+const prefix = uniquePrefix('ifail');
+let op: OperatorProcess;
+let ns: string;
+let aud: string;
+let group: string;
+let tokenRequestSchema: string;
+let operatorKubeconfig: string;
+const refusals = new Set<string>();
+
+/** TokenRequests the operator's identity sent since kube-apiserver started. */
+async function tokenRequests(): Promise<number> {
+  const samples = metricSamples(await apiserverMetrics(), 'apiserver_flowcontrol_dispatched_requests_total');
+  return samples.filter((s) => s.labels.flow_schema === tokenRequestSchema).reduce((n, s) => n + s.value, 0);
+}
+
+/** A policy refusing every TokenRequest in `namespace`, in effect when this returns. Returns its name. */
+async function refuseTokenRequests(namespace: string, message: string): Promise<string> {
+  const name = `${prefix}-refuse-${refusals.size}`;
+  await kube.create(VAP, undefined, {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'ValidatingAdmissionPolicy',
+    metadata: { name },
+    spec: {
+      failurePolicy: 'Fail',
+      matchConstraints: {
+        resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['serviceaccounts/token'] }],
+      },
+      validations: [{ expression: 'false', message, reason: 'Forbidden' }],
+    },
+  });
+  trackClusterObject(VAP, name);
+  await kube.create(VAP_BINDING, undefined, {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'ValidatingAdmissionPolicyBinding',
+    metadata: { name },
+    spec: {
+      policyName: name,
+      validationActions: ['Deny'],
+      matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } },
+    },
+  });
+  trackClusterObject(VAP_BINDING, name);
+  refusals.add(name);
+  // In effect once the admin's own TokenRequest in that namespace is refused (the policy is compiled
+  // asynchronously after the create).
+  const probe = `${prefix}-probe`;
+  if ((await kube.tryGet(R.serviceAccount, namespace, probe)) === null) {
+    await kube.create(R.serviceAccount, namespace, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: probe } });
+  }
+  await waitFor(
+    async () => {
+      try {
+        await request('POST', resourcePath(R.serviceAccount, namespace, probe, 'token'), {
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'TokenRequest',
+          spec: { expirationSeconds: 600 },
+        });
+        return undefined;
+      } catch (err) {
+        return String(err).includes(message) ? true : undefined;
+      }
+    },
+    { timeoutMs: 30_000, description: `the policy ${name} refusing TokenRequests in ${namespace}` },
+  );
+  return name;
+}
+
+async function allowTokenRequests(name: string): Promise<void> {
+  await kube.remove(VAP_BINDING, undefined, name);
+  await kube.remove(VAP, undefined, name);
+  refusals.delete(name);
+}
+
+beforeAll(async () => {
+  const identity = await countedIdentity(prefix);
+  const [, , saNamespace, saName] = identity.username.split(':');
+  tokenRequestSchema = `${prefix}-token-requests`;
+  // Ahead of support/writes.ts's schemas (precedence 60 and 61): this identity's TokenRequests only.
+  await kube.create(R.flowSchema, undefined, {
+    apiVersion: 'flowcontrol.apiserver.k8s.io/v1',
+    kind: 'FlowSchema',
+    metadata: { name: tokenRequestSchema },
+    spec: {
+      priorityLevelConfiguration: { name: 'global-default' },
+      matchingPrecedence: 59,
+      distinguisherMethod: { type: 'ByUser' },
+      rules: [
+        {
+          subjects: [{ kind: 'ServiceAccount', serviceAccount: { namespace: saNamespace, name: saName } }],
+          resourceRules: [{ verbs: ['create'], apiGroups: [''], resources: ['serviceaccounts/token'], namespaces: ['*'] }],
+        },
+      ],
+    },
+  });
+  trackClusterObject(R.flowSchema, tokenRequestSchema);
+  operatorKubeconfig = identity.kubeconfig;
+  op = await startOperator({ namespacePrefix: prefix, kubeconfig: operatorKubeconfig });
+  ns = await createTestNamespace(`${prefix}-team`);
+  aud = `${prefix}-gateway`;
+  group = `${prefix}-users`;
+});
+
+afterAll(async () => {
+  for (const name of [...refusals]) await allowTokenRequests(name).catch(() => undefined);
+});
+
+const readyOf = (client: Client) => condition(client, 'Ready');
+
+describe('a TokenRequest refused by an admission policy', () => {
+  it('shows IssuanceFailed with the reason and a Warning Event, backs off to a handful of attempts a minute, and recovers by itself', async () => {
+    const tier = await createTier(op, 'refused', { level: 10, groups: [group], token: { audiences: [aud] } });
+    await waitForTierReady(tier.metadata.name);
+    const tierNs = tierNamespace(op, tier.metadata.name);
+    const message = `${prefix}: no tokens in ${tierNs} today`;
+    const policy = await refuseTokenRequests(tierNs, message);
+
+    const before = await tokenRequests();
+    await createClient(op, ns, 'refused', { subject: { user: `refused@${prefix}.example.com`, groups: [group] } });
+    const started = Date.now();
+
+    const failed = (await waitForClient(ns, 'refused', (c) => readyOf(c)?.reason === 'IssuanceFailed', {
+      timeoutMs: 20_000,
+      description: 'Ready=False IssuanceFailed',
+    })) as FailingClient;
+    const ready = readyOf(failed);
+    expect(ready?.status).toBe('False');
+    expect(ready?.message).toContain(message);
+    expect(failed.status?.failedAttempts).toBeGreaterThanOrEqual(1);
+    expect(Number.isNaN(Date.parse(failed.status?.lastFailureTime ?? ''))).toBe(false);
+    expect(failed.status?.lastFailureTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(failed.status?.tokens ?? []).toEqual([]);
+    expect((await readClientToken(ns, 'refused')).token).toBeUndefined();
+
+    // A minute of a persistently refused client.
+    await sleep(Math.max(0, started + WINDOW_MS - Date.now()));
+    const sent = (await tokenRequests()) - before;
+    const during = (await getClient(ns, 'refused')) as FailingClient;
+    expect(readyOf(during)?.reason).toBe('IssuanceFailed');
+    expect(sent, `TokenRequests in ${WINDOW_MS / 1000}s`).toBeGreaterThanOrEqual(ATTEMPTS_IN_A_MINUTE - 1);
+    expect(sent, `TokenRequests in ${WINDOW_MS / 1000}s`).toBeLessThanOrEqual(ATTEMPTS_IN_A_MINUTE + 1);
+    expect(during.status?.failedAttempts).toBe(sent);
+
+    // One Warning Event for the streak, not one per attempt.
+    const warnings = (await clientEvents(ns, 'refused')).filter((e) => e.reason === 'IssuanceFailed');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.type).toBe('Warning');
+    expect(warnings[0]?.note).toContain(message);
+
+    // The cause goes away: the next attempt the backoff allows (at 75s at the latest) succeeds.
+    await allowTokenRequests(policy);
+    const recovered = (await waitForClientReady(ns, 'refused', { timeoutMs: 60_000 })).client as FailingClient;
+    expect(readyOf(recovered)?.reason).toBe('TokenIssued');
+    expect(recovered.status?.failedAttempts).toBeUndefined();
+    expect(recovered.status?.lastFailureTime).toBeUndefined();
+    const { token, audiences } = await readClientToken(ns, 'refused');
+    expect(token).toBeDefined();
+    expect((await review(token as string, audiences)).authenticated).toBe(true);
+    await waitFor(async () => ((await clientEvents(ns, 'refused')).some((e) => e.reason === 'Recovered' && e.type === 'Normal') ? true : undefined), {
+      timeoutMs: 10_000,
+      description: 'a Recovered Event',
+    });
+  });
+});
+
+describe('a renewal refused by an admission policy', () => {
+  it('shows RenewalFailed while the still-valid token stays in the Secret and passes TokenReview, then recovers', async () => {
+    // Renewal 15s after each issue (10m tokens renewed 9m45s before expiry).
+    const tier = await createTier(op, 'renew', {
+      level: 10,
+      groups: [group],
+      token: { audiences: [aud], defaultExpiration: '10m', maxExpiration: '10m', renewBefore: '9m45s', gracePeriod: '10s' },
+    });
+    await waitForTierReady(tier.metadata.name);
+    const tierNs = tierNamespace(op, tier.metadata.name);
+    await createClient(op, ns, 'renewing', { subject: { user: `renewing@${prefix}.example.com`, groups: [group] }, tierRef: { name: tier.metadata.name } });
+    await waitForClientReady(ns, 'renewing');
+
+    const message = `${prefix}: renewals frozen in ${tierNs}`;
+    const policy = await refuseTokenRequests(tierNs, message);
+    // From here on no token can be minted there: what the Secret holds now is what it must keep.
+    const held = await readClientToken(ns, 'renewing');
+    expect(held.token).toBeDefined();
+    const heldFp = fingerprint(held.token);
+
+    const failed = (await waitForClient(ns, 'renewing', (c) => readyOf(c)?.reason === 'RenewalFailed', {
+      timeoutMs: 40_000,
+      description: 'Ready=False RenewalFailed',
+    })) as FailingClient;
+    expect(readyOf(failed)?.status).toBe('False');
+    expect(readyOf(failed)?.message).toContain(message);
+    expect(failed.status?.failedAttempts).toBeGreaterThanOrEqual(1);
+    expect(failed.status?.lastFailureTime).toBeDefined();
+    expect(Date.parse(failed.status?.expiresAt ?? '')).toBeGreaterThan(Date.now());
+
+    const now = await readClientToken(ns, 'renewing');
+    expect(fingerprint(now.token), 'the Secret keeps the still-valid token').toBe(heldFp);
+    expect(failed.status?.tokens?.[0]?.id).toBe(now.secret?.metadata.annotations?.['tokenwarden.io/token-id']);
+    expect((await review(now.token as string, now.audiences)).authenticated).toBe(true);
+    const warnings = (await clientEvents(ns, 'renewing')).filter((e) => e.reason === 'RenewalFailed');
+    expect(warnings.length).toBeGreaterThanOrEqual(1);
+    expect(warnings.every((e) => e.type === 'Warning')).toBe(true);
+
+    await allowTokenRequests(policy);
+    const recovered = (await waitForClient(ns, 'renewing', (c) => readyOf(c)?.reason === 'TokenIssued', {
+      timeoutMs: 30_000,
+      description: 'Ready=True again',
+    })) as FailingClient;
+    expect(readyOf(recovered)?.status).toBe('True');
+    expect(recovered.status?.failedAttempts).toBeUndefined();
+    expect(recovered.status?.lastFailureTime).toBeUndefined();
+    const renewed = await readClientToken(ns, 'renewing');
+    expect(fingerprint(renewed.token)).not.toBe(heldFp);
+    expect((await review(renewed.token as string, renewed.audiences)).authenticated).toBe(true);
+  });
+});
+
+describe('an operator restart during the backoff', () => {
+  it('does not bring the next attempt forward: the wait is read from the status', async () => {
+    const tier = await createTier(op, 'restart', { level: 10, groups: [group], token: { audiences: [aud] } });
+    await waitForTierReady(tier.metadata.name);
+    const tierNs = tierNamespace(op, tier.metadata.name);
+    const message = `${prefix}: still no tokens in ${tierNs}`;
+    const policy = await refuseTokenRequests(tierNs, message);
+    await createClient(op, ns, 'restarted', { subject: { user: `restarted@${prefix}.example.com`, groups: [group] }, tierRef: { name: tier.metadata.name } });
+
+    // Three failures (at 0, 5 and 15 s): the next attempt is due 20 s after the third.
+    const third = (await waitForClient(ns, 'restarted', (c) => ((c as FailingClient).status?.failedAttempts ?? 0) >= 3, {
+      timeoutMs: 40_000,
+      description: 'three failed attempts',
+    })) as FailingClient;
+    expect(third.status?.failedAttempts).toBe(3);
+    const dueAt = Date.parse(third.status?.lastFailureTime as string) + 20_000;
+
+    await op.stop();
+    const before = await tokenRequests();
+    op = await startOperator({ namespacePrefix: prefix, kubeconfig: operatorKubeconfig });
+    // The new process reconciles every client at once; none of its TokenRequests may come before dueAt.
+    await sleep(Math.max(0, dueAt - 2000 - Date.now()));
+    expect(Date.now()).toBeLessThan(dueAt);
+    expect((await tokenRequests()) - before, 'TokenRequests after the restart, before the backoff allows one').toBe(0);
+    const held = (await getClient(ns, 'restarted')) as FailingClient;
+    expect(held.status?.failedAttempts).toBe(3);
+    expect(readyOf(held)?.reason).toBe('IssuanceFailed');
+
+    // And it does attempt once the wait is over.
+    await waitForClient(ns, 'restarted', (c) => ((c as FailingClient).status?.failedAttempts ?? 0) >= 4, {
+      timeoutMs: 15_000,
+      description: 'the fourth attempt, after the wait',
+    });
+    await allowTokenRequests(policy);
+  });
+});
