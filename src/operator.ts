@@ -24,9 +24,11 @@ import {
   keyOf,
   type KubeObject,
 } from './kube/resources.ts';
+import { tierChangeScope } from './policy/tier-change.ts';
+import { bindingMatches } from './policy/tier-resolution.ts';
 import { readTokenClaims } from './policy/token-claims.ts';
 import { CacheFreshness } from './reconcilers/cache-freshness.ts';
-import { INDEX, isTrustedAnchor, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorConfig, type OperatorContext, type ResourceQuota, type ServiceAccount } from './reconcilers/context.ts';
+import { DEFAULT_OR_NONE, INDEX, isTrustedAnchor, liveTiers, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorConfig, type OperatorContext, type ResourceQuota, type ServiceAccount } from './reconcilers/context.ts';
 import { ANCHOR_SECRET_TYPE, CLIENT_UID_LABEL, MANAGED_SELECTOR, TIER_LABEL, TOKEN_KEY, TOKEN_SECRET_TYPE } from './reconcilers/labels.ts';
 import { noopTokenMetrics, type TokenMetrics } from './reconcilers/metrics.ts';
 import { serviceAccountClientReconciler } from './reconcilers/service-account-client.ts';
@@ -98,6 +100,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
         [INDEX.clientByServiceAccount]: (c) => (c.status?.serviceAccount ? [`${c.status.serviceAccount.namespace}/${c.status.serviceAccount.name}`] : []),
         [INDEX.clientByTier]: (c) => (c.status?.tier ? [c.status.tier] : []),
         [INDEX.clientByUid]: (c) => (c.metadata.uid ? [c.metadata.uid] : []),
+        [INDEX.clientByRequestedTier]: (c) => (c.spec.tierRef?.name ? [c.spec.tierRef.name] : []),
+        [INDEX.clientBySubjectGroup]: (c) => c.spec.subject?.groups ?? [],
+        [INDEX.clientOnDefaultOrNone]: (c) => (c.status?.tier === undefined || c.status.tierReason === 'Default' ? [DEFAULT_OR_NONE] : []),
         [INDEX.clientBySecret]: (c) => [`${c.metadata.namespace}/${c.spec.secretName ?? `${c.metadata.name}-token`}`],
       },
     }),
@@ -144,16 +149,35 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const clients = new Controller({ ...controllerOptions('serviceaccountclient'), reconcile: serviceAccountClientReconciler(op) });
   op.enqueueClient = (key) => clients.enqueue(key);
 
-  const enqueueAllClients = () => caches.clients.list().forEach((c) => clients.enqueue(clientKey(c)));
+  // The clients a Tier change can move (policy/tier-change.ts), gathered from the indexes.
+  const enqueueClientsOfTierChange = (name: string, old: Tier | undefined, next: Tier | undefined) => {
+    const scope = tierChangeScope(old, next);
+    const affected = [
+      ...caches.clients.byIndex(INDEX.clientByTier, name),
+      ...caches.clients.byIndex(INDEX.clientByRequestedTier, name),
+      ...scope.groups.flatMap((group) => caches.clients.byIndex(INDEX.clientBySubjectGroup, group)),
+      ...(scope.defaults
+        ? [
+            ...caches.clients.byIndex(INDEX.clientOnDefaultOrNone, DEFAULT_OR_NONE),
+            ...liveTiers(caches).filter((t) => t.spec.default).flatMap((t) => caches.clients.byIndex(INDEX.clientByRequestedTier, t.metadata.name)),
+          ]
+        : []),
+      ...(scope.bindings
+        ? caches.bindings.byIndex(INDEX.byTier, name).flatMap((binding) =>
+            caches.clients.byIndex(INDEX.clientByNamespace, binding.metadata.namespace as string).filter((c) => bindingMatches(binding, c.spec.subject)))
+        : []),
+    ];
+    new Set(affected.map(clientKey)).forEach((key) => clients.enqueue(key));
+  };
   const enqueueNamespaceClients = (namespace: string | undefined) =>
     namespace && caches.clients.byIndex(INDEX.clientByNamespace, namespace).forEach((c) => clients.enqueue(clientKey(c)));
   const specChanged = (a: KubeObject, b: KubeObject) =>
     a.metadata?.generation !== b.metadata?.generation || a.metadata?.deletionTimestamp !== b.metadata?.deletionTimestamp;
 
-  on(caches.tiers, (tier, old) => {
+  on(caches.tiers, (tier, old, deleted) => {
     tiers.enqueue(tier.metadata.name);
-    // Any tier's level, groups or default flag can change any client's resolution.
-    if (old === undefined || specChanged(old, tier)) enqueueAllClients();
+    if (deleted) enqueueClientsOfTierChange(tier.metadata.name, tier, undefined);
+    else if (old === undefined || specChanged(old, tier)) enqueueClientsOfTierChange(tier.metadata.name, old, tier);
     // A TenantBinding's Ready says whether its tier exists: it changes when the tier is added or
     // deleted (old is undefined for both) or starts deleting.
     if (old === undefined || old.metadata?.deletionTimestamp !== tier.metadata?.deletionTimestamp) {
@@ -178,8 +202,10 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     if (old?.status?.tierReason === 'Requested' || client.status?.tierReason === 'Requested') {
       caches.bindings.byIndex(INDEX.clientByNamespace, namespace).forEach((b) => bindings.enqueue(clientKey(b)));
     }
-    // A client leaving frees a place under a TenantBinding quota.
-    if (deleted && caches.bindings.byIndex(INDEX.clientByNamespace, namespace).some((b) => b.spec.maxClients !== undefined)) {
+    // A client leaving frees a place under a TenantBinding quota: deleted, or moved off the binding
+    // (a Tier edit reconciles only the clients it concerns, so the others must hear of it here).
+    const leftBinding = old?.status?.tierReason?.startsWith('TenantBinding/') === true && old.status.tierReason !== client.status?.tierReason;
+    if ((deleted || leftBinding) && caches.bindings.byIndex(INDEX.clientByNamespace, namespace).some((b) => b.spec.maxClients !== undefined)) {
       enqueueNamespaceClients(namespace);
     }
   });

@@ -45,11 +45,19 @@ export const INDEX = {
   clientBySecret: 'secret',
   /** Clients by metadata.uid. */
   clientByUid: 'uid',
+  /** Clients by the tier they request (spec.tierRef.name). */
+  clientByRequestedTier: 'requestedTier',
+  /** Clients by each group of their subject. */
+  clientBySubjectGroup: 'subjectGroup',
+  /** Clients on the default tier or on none, under the one key DEFAULT_OR_NONE. */
+  clientOnDefaultOrNone: 'defaultOrNone',
   /** Anchors by the uid of their client. */
   anchorByClientUid: 'clientUid',
   /** Owned objects (namespaces, ServiceAccounts, bindings) by tier label; TenantBindings by spec.tierRef.name. */
   byTier: 'tier',
 } as const;
+
+export const DEFAULT_OR_NONE = 'default-or-none';
 
 export interface OperatorConfig {
   namespacePrefix: string;
