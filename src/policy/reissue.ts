@@ -24,7 +24,20 @@ export interface SecretView {
   /** Annotations recorded when the token was written: the request it answered. */
   requestedAudiences?: string | undefined;
   requestedExpirationSeconds?: string | undefined;
+  /** The renewal request (RENEW_REQUESTED_AT_ANNOTATION of the client) the token in the Secret answered. */
+  renewRequest?: string | undefined;
 }
+
+/**
+ * A renewal request: `kubectl tokenwarden renew` (or anyone) sets this annotation on a client, its
+ * value an RFC 3339 time for people to read. The operator compares it with the value recorded on
+ * the client's Secret (RENEWED_FOR_ANNOTATION) when the Secret's token was written: a different value
+ * means a new token, the previous one kept for the grace period as in a rotation. No clock is
+ * compared and nobody writes status for it; the operator writes the Secret it owns anyway.
+ */
+export const RENEW_REQUESTED_AT_ANNOTATION = 'tokenwarden.io/renew-requested-at';
+/** On the client's Secret: the renewal request its token answered. */
+export const RENEWED_FOR_ANNOTATION = 'tokenwarden.io/renewed-for';
 
 export interface TokenInspection {
   now: number;
@@ -39,6 +52,8 @@ export interface TokenInspection {
   newestAnchorExists: boolean;
   /** The ServiceAccount status says the current tokens belong to, if any. */
   recordedServiceAccount?: { namespace: string; name: string; uid?: string | undefined } | undefined;
+  /** The client's RENEW_REQUESTED_AT_ANNOTATION, if any. */
+  renewRequested?: string | undefined;
 }
 
 export type ReissueReason =
@@ -52,6 +67,7 @@ export type ReissueReason =
   | 'RevocationRequested'
   | 'AudiencesChanged'
   | 'ExpirationChanged'
+  | 'RenewalRequested'
   | 'Expired'
   | 'RenewalDue';
 
@@ -148,6 +164,13 @@ const CHECKS: [ReissueReason, Check][] = [
     ({ desired, secret }) =>
       secret?.requestedExpirationSeconds !== undefined && secret.requestedExpirationSeconds !== String(desired.expirationSeconds)
         ? { message: `token lifetime changed to ${desired.expirationSeconds}s`, revokeEarlierTokens: false, repair: false }
+        : undefined,
+  ],
+  [
+    'RenewalRequested',
+    ({ renewRequested, secret }) =>
+      renewRequested !== undefined && renewRequested !== '' && secret !== undefined && secret.renewRequest !== renewRequested
+        ? { message: `renewal requested (${RENEW_REQUESTED_AT_ANNOTATION}: ${renewRequested})`, revokeEarlierTokens: false, repair: false }
         : undefined,
   ],
   [

@@ -14,7 +14,7 @@ import type { Logger } from '../controller/logger.ts';
 import { errorMessage, isAlreadyExists, isConflict, isInvalid, isNotFound } from '../kube/errors.ts';
 import { SECRETS, SERVICE_ACCOUNT_CLIENTS, SERVICE_ACCOUNTS, splitKey } from '../kube/resources.ts';
 import { issuanceBackoff } from '../policy/issuance-backoff.ts';
-import { needsNewToken, planRetention, type ReissueDecision } from '../policy/reissue.ts';
+import { needsNewToken, planRetention, RENEW_REQUESTED_AT_ANNOTATION, RENEWED_FOR_ANNOTATION, type ReissueDecision } from '../policy/reissue.ts';
 import { serviceAccountNameCandidates } from '../policy/service-account-name.ts';
 import { readTokenClaims } from '../policy/token-claims.ts';
 import { effectiveTokenPolicy, renewalTime, type EffectiveTokenPolicy } from '../policy/token-policy.ts';
@@ -234,9 +234,11 @@ async function converge(op: OperatorContext, client: Client, log: Logger): Promi
             claims: secret.tokenClaims,
             requestedAudiences: secret.metadata?.annotations?.[AUDIENCES_ANNOTATION],
             requestedExpirationSeconds: secret.metadata?.annotations?.[EXPIRATION_ANNOTATION],
+            renewRequest: secret.metadata?.annotations?.[RENEWED_FOR_ANNOTATION],
           },
     newestAnchorExists: tokens[0] !== undefined && anchorNames.has(tokens[0].id),
     recordedServiceAccount: (previous.tokens ?? []).length > 0 ? previous.serviceAccount : undefined,
+    renewRequested: client.metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION],
   });
 
   let current = tokens;
@@ -613,6 +615,9 @@ function secretMetadata(client: Client, tierName: string, issued: IssuedToken | 
     annotations[RENEW_AT_ANNOTATION] = issued.renewAt;
     annotations[AUDIENCES_ANNOTATION] = policy.audiences.join(',');
     annotations[EXPIRATION_ANNOTATION] = String(policy.expirationSeconds);
+    // The renewal request this token answers (kubectl tokenwarden renew), so it is answered once.
+    const renewRequested = client.metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION];
+    if (renewRequested) annotations[RENEWED_FOR_ANNOTATION] = renewRequested;
   }
   return {
     labels: { ...userKeys(template.labels), [MANAGED_BY]: MANAGER },

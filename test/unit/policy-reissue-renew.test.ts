@@ -1,0 +1,81 @@
+/**
+ * The renewal request of src/policy/reissue.ts (kubectl tokenwarden renew): an annotation on the
+ * client whose value differs from the one recorded on the client's Secret asks for a new token,
+ * the previous one kept for the grace period; the same value, or none, asks for nothing. No clock.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { needsNewToken, RENEW_REQUESTED_AT_ANNOTATION, type TokenInspection } from '../../src/policy/reissue.ts';
+import type { TokenClaims } from '../../src/policy/token-claims.ts';
+
+const at = (iso: string): number => Date.parse(iso);
+
+function steady(over: Partial<TokenInspection> = {}, renewRequest?: string): TokenInspection {
+  const newest = { id: 'anchor-2', issuedAt: '2025-01-01T11:00:00Z', expiresAt: '2025-01-01T15:00:00Z', renewAt: '2025-01-01T13:40:00Z' };
+  const claims: TokenClaims = {
+    audiences: ['gw'],
+    issuedAtMs: at(newest.issuedAt),
+    expiresAtMs: at(newest.expiresAt),
+    namespace: 'ns',
+    serviceAccountName: 'sa',
+    serviceAccountUid: 'uid',
+    boundSecretName: 'anchor-2',
+  };
+  return {
+    now: at('2025-01-01T12:00:00Z'),
+    desired: { serviceAccountNamespace: 'ns', serviceAccountName: 'sa', serviceAccountUid: 'uid', audiences: ['gw'], expirationSeconds: 14_400, revocationEpoch: 0 },
+    newest,
+    revokedEpoch: 0,
+    secret: { claims, requestedAudiences: 'gw', requestedExpirationSeconds: '14400', ...(renewRequest !== undefined ? { renewRequest } : {}) },
+    newestAnchorExists: true,
+    ...over,
+  };
+}
+
+describe('renewal requests', () => {
+  it('a request the Secret has not answered yet gives a new token, keeping the previous one for the grace period', () => {
+    const decision = needsNewToken(steady({ renewRequested: '2025-01-01T12:00:00Z' }));
+    expect(decision).toEqual({
+      reason: 'RenewalRequested',
+      message: `renewal requested (${RENEW_REQUESTED_AT_ANNOTATION}: 2025-01-01T12:00:00Z)`,
+      revokeEarlierTokens: false,
+      repair: false,
+    });
+  });
+
+  it('a newer request than the one answered asks again', () => {
+    expect(needsNewToken(steady({ renewRequested: '2025-01-01T12:05:00Z' }, '2025-01-01T12:00:00Z'))?.reason).toBe('RenewalRequested');
+  });
+
+  it('an answered request, no request, or an empty one asks for nothing', () => {
+    expect(needsNewToken(steady({ renewRequested: '2025-01-01T12:00:00Z' }, '2025-01-01T12:00:00Z'))).toBeUndefined();
+    expect(needsNewToken(steady())).toBeUndefined();
+    expect(needsNewToken(steady({ renewRequested: '' }))).toBeUndefined();
+  });
+
+  it('no clock is involved: a request dated in the future or the past is answered once, then never again', () => {
+    fc.assert(
+      fc.property(fc.date({ noInvalidDate: true }), fc.integer({ min: 0, max: 10 * 365 * 86_400_000 }), (date, nowOffset) => {
+        const requested = date.toISOString();
+        const now = at('2020-01-01T00:00:00Z') + nowOffset;
+        const pending = steady({ now, renewRequested: requested });
+        pending.newest = { ...(pending.newest as NonNullable<TokenInspection['newest']>), renewAt: new Date(now + 3_600_000).toISOString(), expiresAt: new Date(now + 7_200_000).toISOString() };
+        expect(needsNewToken(pending)?.reason).toBe('RenewalRequested');
+        const answered = { ...pending, secret: { ...pending.secret, claims: pending.secret?.claims, renewRequest: requested } };
+        expect(needsNewToken(answered)).toBeUndefined();
+      }),
+    );
+  });
+
+  it('comes after every repair and revocation, and before expiry and scheduled renewal', () => {
+    // A revocation wins: its decision revokes earlier tokens, a renewal keeps them.
+    const revoked = needsNewToken(steady({ renewRequested: 'x', desired: { ...steady().desired, revocationEpoch: 1 } }));
+    expect(revoked?.reason).toBe('RevocationRequested');
+    const missingAnchor = needsNewToken(steady({ renewRequested: 'x', newestAnchorExists: false }));
+    expect(missingAnchor?.reason).toBe('AnchorMissing');
+    const dueAnyway = needsNewToken(steady({ renewRequested: 'x', now: at('2025-01-01T14:00:00Z') }));
+    expect(dueAnyway?.reason).toBe('RenewalRequested');
+    // A missing Secret is a repair; the request is answered by the token that repairs it.
+    expect(needsNewToken(steady({ renewRequested: 'x', secret: undefined }))?.reason).toBe('SecretMissing');
+  });
+});
