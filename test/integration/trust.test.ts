@@ -190,6 +190,13 @@ describe('a client for yourself, and only for yourself', () => {
     );
     const withGroup = await mallory.create(R.client, malloryNs, clientBody(malloryNs, 'with-group', { subject: { user: MALLORY, groups: ['premium-users'] } }));
     expectRefused(withGroup, 'tokenwarden-client-subject', `spec.subject.groups: "premium-users" not among the groups of the requester "${MALLORY}"`);
+    // More than eight groups not her own are refused by count, with what would allow them.
+    const nine = Array.from({ length: 9 }, (_, i) => `g-${i}`);
+    expectRefused(
+      await mallory.create(R.client, malloryNs, clientBody(malloryNs, 'nine-groups', { subject: { user: MALLORY, groups: nine } })),
+      'tokenwarden-client-subject',
+      `spec.subject.groups: 9 groups are not among the groups of the requester "${MALLORY}"; more than 8 such groups need the verb impersonate on every tokenwarden.io group`,
+    );
     // Nothing of either was stored.
     expect((await kube.tryGet(R.client, malloryNs, 'as-alice')) === null && (await kube.tryGet(R.client, malloryNs, 'with-group')) === null).toBe(true);
 
@@ -231,6 +238,10 @@ describe('a GitOps ServiceAccount speaks for others only with the delegation gra
     expect(accepted.code, JSON.stringify(accepted.body)).toBe(201);
     const ct = await waitForClientReady(sharedNs, 'gitops-alice');
     expect(ct.client.status?.tier).toBe(premium);
+    // However many groups: one authorizer check covers them all (CEL allows only two per expression).
+    const many = Array.from({ length: 12 }, (_, i) => `team-${i}`);
+    const manyGroups = await gitops.rest.create(R.client, sharedNs, clientBody(sharedNs, 'gitops-many', { subject: { user: BOB, groups: many } }));
+    expect(manyGroups.code, JSON.stringify(manyGroups.body)).toBe(201);
 
     // Only some users: a Role with resourceNames, instead of the delegate role.
     await kube.remove(R.roleBinding, sharedNs, 'gitops-delegate');
@@ -238,7 +249,7 @@ describe('a GitOps ServiceAccount speaks for others only with the delegation gra
       metadata: { name: 'gitops-declares-bob' },
       rules: [
         { apiGroups: ['tokenwarden.io'], resources: ['users'], verbs: ['impersonate'], resourceNames: [BOB] },
-        { apiGroups: ['tokenwarden.io'], resources: ['groups'], verbs: ['impersonate'], resourceNames: ['free-users'] },
+        { apiGroups: ['tokenwarden.io'], resources: ['groups'], verbs: ['impersonate'], resourceNames: ['free-users', 'team-1', 'team-2', 'team-3'] },
       ],
     });
     await bindRole(sharedNs, 'gitops-declares-bob', { kind: 'Role', name: 'gitops-declares-bob' }, { kind: 'ServiceAccount', name: 'gitops', namespace: gitopsNs });
@@ -246,6 +257,9 @@ describe('a GitOps ServiceAccount speaks for others only with the delegation gra
     await waitUntilMay(gitops.user, gitopsGroups(), impersonate('users', BOB));
     const bob = await gitops.rest.create(R.client, sharedNs, clientBody(sharedNs, 'gitops-bob', { subject: { user: BOB, groups: ['free-users'] } }));
     expect(bob.code, JSON.stringify(bob.body)).toBe(201);
+    // Groups granted one by one are checked one by one, four of them within CEL's cost limits.
+    const named = await gitops.rest.create(R.client, sharedNs, clientBody(sharedNs, 'gitops-bob-teams', { subject: { user: BOB, groups: ['free-users', 'team-1', 'team-2', 'team-3'] } }));
+    expect(named.code, JSON.stringify(named.body)).toBe(201);
     expectRefused(
       await gitops.rest.create(R.client, sharedNs, { ...declareAlice, metadata: { ...declareAlice.metadata, name: 'gitops-alice-2' } }),
       'tokenwarden-client-subject',
