@@ -70,6 +70,11 @@ samples: ## Apply config/samples to the current cluster.
 run: $(NODE_DEPS) ## Run the operator in the foreground against the current KUBECONFIG.
 	node src/main.ts
 
+##@ kubectl plugin
+.PHONY: plugin
+plugin: $(NODE_DEPS) ## Build bin/kubectl-tokenwarden: the kubectl plugin as one executable with Node 24 inside (cached by a hash of its inputs).
+	node tools/build-plugin.ts
+
 ##@ Deployment
 # The image `make deploy` runs is the one in manifests/kustomization.yaml (tokenwarden:dev); for
 # another, `cd manifests && kustomize edit set image tokenwarden=$(IMG)` first.

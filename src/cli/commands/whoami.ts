@@ -1,0 +1,116 @@
+/**
+ * whoami: who the API server says you are, and the tier a client of yours would get in the
+ * namespace, decided by the operator's own resolution (src/policy/tier-resolution.ts).
+ */
+import type { TenantBinding, Tier } from '../../api/index.ts';
+import { KubeApiError } from '../../kube/errors.ts';
+import { SERVICE_ACCOUNT_CLIENTS } from '../../kube/resources.ts';
+import { resolveTier, type Resolution } from '../../policy/tier-resolution.ts';
+import { CliError, str, type Parsed } from '../args.ts';
+import type { Command, Env } from '../command.ts';
+import type { Cli } from '../context.ts';
+import { declarableGroups, listBindings, listTiers, whoAmI, type Client, type Identity } from '../common.ts';
+
+export interface TierAnswer {
+  resolution: Resolution;
+  /** TenantBindings whose maxClients is taken, passed over as the operator would. */
+  full: { name: string; maxClients: number }[];
+}
+
+/**
+ * The tier the operator would give a new client of `identity` in the namespace. A TenantBinding
+ * whose quota is taken is passed over, as the operator passes it over for a new client (the
+ * newest client is the one left out).
+ */
+export async function wouldGet(cli: Cli, identity: Identity, opts: { tier?: string | undefined; selector?: string | undefined }): Promise<TierAnswer> {
+  let tiers: Tier[];
+  try {
+    tiers = await listTiers(cli, opts.selector);
+  } catch (err) {
+    if (err instanceof KubeApiError && err.statusCode === 403) {
+      throw new CliError(
+        `you (${identity.username}) may not list Tiers cluster-wide, so the tier cannot be worked out here: ask for list on tokenwarden.io tiers (a ClusterRoleBinding to tokenwarden-view), or ask an admin`,
+      );
+    }
+    throw err;
+  }
+  let bindings: TenantBinding[];
+  try {
+    bindings = await listBindings(cli, cli.namespace, opts.selector);
+  } catch (err) {
+    if (err instanceof KubeApiError && err.statusCode === 403) {
+      throw new CliError(`you (${identity.username}) may not list TenantBindings in namespace ${cli.namespace}, so the tier cannot be worked out there`);
+    }
+    throw err;
+  }
+  const subject = { user: identity.username, groups: declarableGroups(identity) };
+  const excluded = new Set<string>();
+  const full: TierAnswer['full'] = [];
+  let clients: Client[] | undefined;
+  for (;;) {
+    const resolution = resolveTier({ subject, tiers, bindings, excludedBindings: excluded, ...(opts.tier ? { requestedTier: opts.tier } : {}) });
+    const max = resolution.resolved ? resolution.binding?.spec.maxClients : undefined;
+    if (!resolution.resolved || max === undefined) return { resolution, full };
+    const bindingName = (resolution.binding as TenantBinding).metadata.name;
+    clients ??= (await cli.client.list<Client>(SERVICE_ACCOUNT_CLIENTS, cli.namespace)).items;
+    const taken = clients.filter((c) => c.status?.tierReason === `TenantBinding/${bindingName}` || (c.status?.tierReason === 'Requested' && c.status.tier === resolution.tier.metadata.name)).length;
+    if (taken < max) return { resolution, full };
+    full.push({ name: bindingName, maxClients: max });
+    excluded.add(bindingName);
+  }
+}
+
+export const whoami: Command = {
+  name: 'whoami',
+  args: '',
+  summary: 'Who you are to the API server, and the tier a client of yours would get in the namespace, and why',
+  flags: [
+    { name: 'tier', kind: 'string', value: 'TIER', help: 'whether you would get this tier if you asked for it' },
+    { name: 'selector', short: 'l', kind: 'string', value: 'SELECTOR', help: 'only Tiers and TenantBindings matching this label selector (the operator\'s --selector)' },
+    { name: 'output', short: 'o', kind: 'string', value: 'FORMAT', help: 'json' },
+  ],
+  async run(parsed: Parsed, env: Env) {
+    const output = str(parsed, 'output');
+    if (output !== undefined && output !== 'json') throw new CliError(`--output ${output}: only json is supported`);
+    if (parsed.positionals.length > 0) throw new CliError(`whoami takes no arguments, got ${parsed.positionals.join(' ')}`);
+    const cli = env.connect();
+    const identity = await whoAmI(cli);
+    const tier = str(parsed, 'tier');
+    let answer: TierAnswer | undefined;
+    let problem: string | undefined;
+    try {
+      answer = await wouldGet(cli, identity, { tier, selector: str(parsed, 'selector') });
+    } catch (err) {
+      if (!(err instanceof CliError)) throw err;
+      problem = err.message;
+    }
+    const r = answer?.resolution;
+    if (output === 'json') {
+      env.out(JSON.stringify({
+        username: identity.username,
+        groups: identity.groups,
+        namespace: cli.namespace,
+        ...(r?.resolved ? { tier: r.tier.metadata.name, tierReason: r.source, message: r.message } : {}),
+        ...(r && !r.resolved ? { tier: null, reason: r.reason, message: r.message } : {}),
+        ...(problem ? { error: problem } : {}),
+      }, null, 2));
+    } else {
+      env.out(`User:       ${identity.username}`);
+      env.out(`Groups:     ${identity.groups.join(', ') || '(none)'}`);
+      env.out(`Namespace:  ${cli.namespace}`);
+      if (r?.resolved) {
+        env.out(`Tier:       ${r.tier.metadata.name} (${r.source})`);
+        env.out(`Why:        ${r.message}`);
+      } else if (r) {
+        env.out(`Tier:       none (${r.reason})`);
+        env.out(`Why:        ${r.message}`);
+      }
+      for (const f of answer?.full ?? []) env.out(`Quota:      TenantBinding ${f.name} allows ${f.maxClients} client(s) and they are taken`);
+    }
+    if (problem) {
+      env.err(`error: ${problem}`);
+      return 1;
+    }
+    return 0;
+  },
+};
