@@ -123,7 +123,7 @@ describe('2: a ServiceAccountClient becomes Ready with a working token', () => {
     expect(claims['kubernetes.io']?.secret?.uid).toBe(anchor.metadata.uid);
   });
 
-  it('kubectl get sac shows SUBJECT, TIER, READY, EXPIRES, SECRET; -o wide adds STATUS and SERVICEACCOUNT', async () => {
+  it('kubectl get sac shows SUBJECT, TIER, READY, REASON, EXPIRES, SECRET; -o wide adds STATUS and SERVICEACCOUNT', async () => {
     await createClient(op, ns, 'bob-cli', { subject: { user: 'bob@example.com', groups: [group] } });
     const { client } = await waitForClientReady(ns, 'bob-cli');
 
@@ -135,6 +135,7 @@ describe('2: a ServiceAccountClient becomes Ready with a working token', () => {
       SUBJECT: 'bob@example.com',
       TIER: tierName,
       READY: 'True',
+      REASON: 'TokenIssued',
       EXPIRES: client.status?.expiresAt,
       SECRET: 'bob-cli-token',
     });

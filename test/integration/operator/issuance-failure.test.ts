@@ -13,7 +13,7 @@
  * Token values are never printed: tokens are compared by fingerprint.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiserverMetrics, createTestNamespace, waitFor } from '../support/cluster.ts';
+import { apiserverMetrics, createTestNamespace, kubectl, waitFor } from '../support/cluster.ts';
 import {
   R,
   clientEvents,
@@ -159,6 +159,12 @@ afterAll(async () => {
 
 const readyOf = (client: Client) => condition(client, 'Ready');
 
+/** Deletes a client and waits until the operator has finalized it: no TokenRequest of it after this. */
+async function removeClient(name: string): Promise<void> {
+  await kube.remove(R.client, ns, name);
+  await waitFor(async () => ((await kube.tryGet(R.client, ns, name)) === null ? true : undefined), { timeoutMs: 20_000, description: `client ${name} gone` });
+}
+
 describe('a TokenRequest refused by an admission policy', () => {
   it('shows IssuanceFailed with the reason and a Warning Event, backs off to a handful of attempts a minute, and recovers by itself', async () => {
     const tier = await createTier(op, 'refused', { level: 10, groups: [group], token: { audiences: [aud] } });
@@ -183,6 +189,9 @@ describe('a TokenRequest refused by an admission policy', () => {
     expect(failed.status?.lastFailureTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     expect(failed.status?.tokens ?? []).toEqual([]);
     expect((await readClientToken(ns, 'refused')).token).toBeUndefined();
+    const table = await kubectl(['get', 'sac', '-n', ns, 'refused']);
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^refused\s+\S+\s+\S+\s+False\s+IssuanceFailed\s/m);
 
     // A minute of a persistently refused client.
     await sleep(Math.max(0, started + WINDOW_MS - Date.now()));
@@ -212,6 +221,7 @@ describe('a TokenRequest refused by an admission policy', () => {
       timeoutMs: 10_000,
       description: 'a Recovered Event',
     });
+    await removeClient('refused');
   });
 });
 
@@ -264,6 +274,8 @@ describe('a renewal refused by an admission policy', () => {
     const renewed = await readClientToken(ns, 'renewing');
     expect(fingerprint(renewed.token)).not.toBe(heldFp);
     expect((await review(renewed.token as string, renewed.audiences)).authenticated).toBe(true);
+    // It renews every 15s: gone before the next test counts TokenRequests.
+    await removeClient('renewing');
   });
 });
 
