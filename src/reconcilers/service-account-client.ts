@@ -131,6 +131,9 @@ async function converge(op: OperatorContext, client: Client, log: Logger): Promi
     throw new SecretConflictError(`Secret ${client.metadata.namespace}/${defaultSecretName(client)} is of type ${named.type ?? 'Opaque'}, not ${TOKEN_SECRET_TYPE}`);
   }
   if (named !== undefined && controller === undefined) await reclaimSecret(op, client, named);
+  // A renamed spec.secretName: the Secret under the former name holds a token nobody should go on using.
+  const formerName = client.status?.secretName;
+  if (formerName !== undefined && formerName !== defaultSecretName(client)) await deleteClientSecret(op, client, formerName);
   const now = op.now();
   const previous = client.status ?? {};
   const resolution = resolveClientTier(op, client);
@@ -723,8 +726,7 @@ async function repairSecretMetadata(op: OperatorContext, client: Client, secret:
 }
 
 /** Deletes the client's Secret, only if it is this client's: its name may be another client's Secret. */
-async function deleteClientSecret(op: OperatorContext, client: Client): Promise<void> {
-  const name = defaultSecretName(client);
+async function deleteClientSecret(op: OperatorContext, client: Client, name = defaultSecretName(client)): Promise<void> {
   const secret = op.caches.secrets.get(client.metadata.namespace, name);
   if (secret === undefined || !isClientSecret(secret, client.metadata.uid)) return;
   try {

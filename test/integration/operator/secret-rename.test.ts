@@ -1,0 +1,43 @@
+/**
+ * Issue 9, item 2: a renamed spec.secretName removes the Secret under the former name (it holds a
+ * valid token), and only when it is the client's own.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createTestNamespace, waitFor } from '../support/cluster.ts';
+import { R, createClient, createTier, fingerprint, kube, review, scopedName, startOperator, tokenOf, waitForClientReady, waitForTierReady, type OperatorProcess, type Secret } from '../support/operator.ts';
+
+let op: OperatorProcess;
+let ns: string;
+let aud: string;
+
+beforeAll(async () => {
+  op = await startOperator({ name: 'rename' });
+  ns = await createTestNamespace(`${op.prefix}-team`);
+  aud = `${op.prefix}-gateway`;
+  await createTier(op, 'std', { level: 10, default: true, token: { audiences: [aud] } });
+  await waitForTierReady(scopedName(op, 'std'));
+});
+
+describe('renaming spec.secretName', () => {
+  it('moves the token to the new Secret and deletes the former one', async () => {
+    await createClient(op, ns, 'renamed', { subject: { user: 'rn@example.com' }, secretName: 'first-name' });
+    const before = await waitForClientReady(ns, 'renamed');
+    expect(before.secret?.metadata.name).toBe('first-name');
+    await kube.patch(R.client, ns, 'renamed', { spec: { secretName: 'second-name' } });
+    const after = await waitForClientReady(ns, 'renamed', { extra: (ct) => ct.client.status?.secretName === 'second-name' });
+    expect((await review(after.token as string, [aud])).authenticated).toBe(true);
+    await waitFor(async () => (await kube.tryGet(R.secret, ns, 'first-name')) === null, { timeoutMs: 10_000, description: 'the Secret under the former name deleted' });
+    expect(fingerprint(tokenOf(await kube.get<Secret>(R.secret, ns, 'second-name')))).toBe(fingerprint(after.token));
+  });
+
+  it('leaves a Secret under the former name alone when it is not the client\'s', async () => {
+    await createClient(op, ns, 'renamed-2', { subject: { user: 'rn2@example.com' }, secretName: 'owned-name' });
+    await waitForClientReady(ns, 'renamed-2');
+    // Someone replaces the client's Secret by one of their own under the same name.
+    await kube.remove(R.secret, ns, 'owned-name');
+    await kube.patch(R.client, ns, 'renamed-2', { spec: { secretName: 'new-name' } });
+    await kube.create(R.secret, ns, { metadata: { name: 'owned-name' }, type: 'Opaque', stringData: { note: 'mine' } });
+    await waitForClientReady(ns, 'renamed-2', { extra: (ct) => ct.client.status?.secretName === 'new-name' });
+    expect((await kube.get<Secret>(R.secret, ns, 'owned-name')).type).toBe('Opaque');
+  });
+});
