@@ -37,9 +37,11 @@ export function loadKubeConfig(parsed: Parsed, env: NodeJS.ProcessEnv = process.
       for (const file of files.slice(1)) {
         const next = new KubeConfig();
         next.loadFromFile(file);
-        const current = kc.getCurrentContext();
-        kc.mergeConfig(next, true);
-        if (!current && next.getCurrentContext()) kc.setCurrentContext(next.getCurrentContext());
+        // As kubectl merges: the first file to define a name (or the current context) wins.
+        for (const c of next.clusters) if (!kc.getCluster(c.name)) kc.addCluster(c);
+        for (const u of next.users) if (!kc.getUser(u.name)) kc.addUser(u);
+        for (const c of next.contexts) if (!kc.getContextObject(c.name)) kc.addContext(c);
+        if (!kc.getCurrentContext() && next.getCurrentContext()) kc.setCurrentContext(next.getCurrentContext());
       }
     } else {
       const home = path.join(os.homedir(), '.kube', 'config');
