@@ -45,6 +45,8 @@ const FIGHT_MS = envInt('TOKENWARDEN_FAULT_FIGHT_MS', 20_000);
 const QUIET_MS = 15_000;
 /** Operator writes allowed per fighter write during the fight (a repair is about six writes). */
 const WRITES_PER_FIGHTER_WRITE = 8;
+/** Fighter writes that must have succeeded per second of the fight (two loops land ~10 a second). */
+const MIN_FIGHTER_WRITES_PER_S = 2;
 
 const rng = faultSeed('fight.test.ts');
 const prefix = uniquePrefix('fight');
@@ -147,6 +149,17 @@ describe('another writer fighting the operator', () => {
     const hotDuring = busiest(reconcilesByKey(op.logs(), logFrom, op.prefix), 5);
     console.error(`[faults] fight: ${fighterWrites} fighter writes ${JSON.stringify(tally)} (${fighterErrors} refused); operator: ${JSON.stringify(during)} `
       + `= ${(during.writes / Math.max(1, fighterWrites)).toFixed(2)} writes per fighter write; busiest keys: ${hotDuring.join(', ')}`);
+
+    // The fight happened: without this, a fighter whose every write failed (or hit nothing) would
+    // pass everything below. Two loops making a move every 50-250ms land far more than
+    // MIN_FIGHTER_WRITES_PER_S writes a second; most moves of most kinds must have landed, and the
+    // operator must have had something to repair.
+    const minWrites = Math.ceil((MIN_FIGHTER_WRITES_PER_S * FIGHT_MS) / 1000);
+    expect(fighterWrites, `fighter writes that succeeded in ${FIGHT_MS}ms (${fighterErrors} refused)`).toBeGreaterThanOrEqual(minWrites);
+    expect(fighterErrors, 'fighter writes refused, against those that succeeded').toBeLessThan(fighterWrites);
+    const kindsLanded = MOVES.filter(([move]) => (tally[move] ?? 0) > 0).map(([move]) => move);
+    expect(kindsLanded.length, `kinds of fighter move that landed at least once: ${kindsLanded.join(', ')}`).toBeGreaterThanOrEqual(Math.min(MOVES.length, 6));
+    expect(during.writes, 'operator writes during the fight (its repairs)').toBeGreaterThan(0);
 
     const t = Date.now();
     await workload.converge(60_000, 'after the fight');
