@@ -23,6 +23,7 @@ import {
   createTier,
   decodeJwt,
   expectedServiceAccountName,
+  fingerprint,
   kube,
   review,
   serviceAccountUser,
@@ -162,7 +163,8 @@ describe('3: one ServiceAccount per user and tier', () => {
     const b = await waitForClientReady(ns2, 'carol-b');
     expect(a.client.status?.serviceAccount).toEqual(b.client.status?.serviceAccount);
     expect(await serviceAccountsOf(tierNs, user)).toHaveLength(1);
-    expect(a.token).not.toBe(b.token);
+    expect(fingerprint(a.token), 'two tokens, not one (fingerprints)').not.toBe(fingerprint(b.token));
+    expect(fingerprint(a.token)).not.toBe('<none>');
     const [ra, rb] = await Promise.all([review(a.token as string, [aud]), review(b.token as string, [aud])]);
     expect(ra.authenticated && rb.authenticated).toBe(true);
     expect(ra.username).toBe(serviceAccountUser(tierNs, a.client.status?.serviceAccount?.name ?? '?'));
@@ -197,7 +199,7 @@ describe('3: one ServiceAccount per user and tier', () => {
     const user = 'frank@example.com';
     const taken = expectedServiceAccountName(user);
     // A ServiceAccount with the name the operator would pick for frank, belonging to someone else.
-    await kube.create(R.serviceAccount, tierNs, {
+    const created = await kube.create(R.serviceAccount, tierNs, {
       metadata: { name: taken, annotations: { [USER_ANNOTATION]: 'not-frank@example.com' } },
     });
     await createClient(op, ns, 'frank-cli', { subject: { user, groups: [group] } });
@@ -208,8 +210,13 @@ describe('3: one ServiceAccount per user and tier', () => {
     const r = await review(token as string, [aud]);
     expect(r.authenticated).toBe(true);
     expect(r.username).toBe(serviceAccountUser(tierNs, saName ?? '?'));
+    // The other user's ServiceAccount is left exactly as it was: not deleted (nor recreated), not
+    // relabelled as tokenwarden's, still annotated with its own user.
     const squatter = await kube.tryGet(R.serviceAccount, tierNs, taken);
-    if (squatter) expect(squatter.metadata.annotations?.[USER_ANNOTATION]).toBe('not-frank@example.com');
+    expect(squatter, `the other user's ServiceAccount ${tierNs}/${taken}`).not.toBeNull();
+    expect(squatter?.metadata.uid, 'the same object, not a recreated one').toBe(created.metadata.uid);
+    expect(squatter?.metadata.annotations?.[USER_ANNOTATION]).toBe('not-frank@example.com');
+    expect(squatter?.metadata.labels?.[MANAGED_BY], 'not taken over by tokenwarden').toBeUndefined();
   });
 });
 
