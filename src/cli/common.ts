@@ -152,14 +152,16 @@ export function when(iso: string | undefined, now = Date.now()): string {
   return `${iso.replace(/\.\d+Z$/, 'Z')} (${t >= now ? `in ${humanDuration(t - now)}` : `${humanDuration(now - t)} ago`})`;
 }
 
-/** Polls `probe` every `intervalMs` until it returns a value, or `timeoutMs` passes (undefined then). */
+/** Polls `probe` every `intervalMs` until it returns a value; undefined when it still has none at `timeoutMs`. */
 export async function poll<T>(probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 500): Promise<T | undefined> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined) return value;
-    if (Date.now() + intervalMs > deadline) return undefined;
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    const left = deadline - Date.now();
+    if (left <= 0) return undefined;
+    // The last probe comes at the deadline, not an interval before it.
+    await new Promise((resolve) => setTimeout(resolve, Math.min(intervalMs, left)));
   }
 }
 

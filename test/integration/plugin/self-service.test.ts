@@ -329,3 +329,50 @@ describe('the executable itself (Done when 4)', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe('check api judges the operator by its Lease, or by what it has reconciled; completion', () => {
+  it('a Lease renewed within its duration passes; one left unrenewed fails, saying for how long', async () => {
+    const leases = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true };
+    const micro = (ms: number) => new Date(ms).toISOString().replace('Z', '000Z');
+    await kube.create(leases, ns, { metadata: { name: 'leader' }, spec: { holderIdentity: 'replica-a', leaseDurationSeconds: 15, renewTime: micro(Date.now()) } });
+    const fresh = await asAdmin('check', 'api', '--lease-namespace', ns, '--lease-name', 'leader');
+    expect(fresh.code, fresh.stdout + fresh.stderr).toBe(0);
+    expect(fresh.stdout).toMatch(new RegExp(`ok {4}operator: leader replica-a \\(Lease ${ns}/leader renewed \\d+s ago\\)`));
+    await kube.patch(leases, ns, 'leader', { spec: { renewTime: micro(Date.now() - 90_000) } });
+    const stale = await asAdmin('check', 'api', '--lease-namespace', ns, '--lease-name', 'leader');
+    expect(stale.stdout).toMatch(new RegExp(`FAIL {2}operator: Lease ${ns}/leader held by replica-a but not renewed for 1m3\\ds`));
+    expectOneLineError(stale, 'not ready: operator');
+  });
+
+  it('completion bash is a script bash accepts; an unknown shell is one line', async () => {
+    const script = await runExecutable(plugin, ['completion', 'bash']);
+    expect(script.code, script.stderr).toBe(0);
+    expect(script.stdout).toContain('complete -F _kubectl_tokenwarden kubectl-tokenwarden');
+    const checked = await runExecutable('/bin/bash', ['-n'], { input: script.stdout });
+    expect(checked.code, checked.stderr).toBe(0);
+    expect(script.stdout).toContain('"inspect secret") flags="--review --audience --output -o"');
+    expectOneLineError(await runExecutable(plugin, ['completion', 'fish']), 'completion takes one argument: bash or zsh');
+  });
+
+  it('with the operator stopped, a change it has not reconciled makes check api fail (also after --wait)', async () => {
+    const before = await asAdmin('check', 'api', '-l', selector);
+    expect(before.code, before.stdout).toBe(0);
+    await op.stop();
+    expectOk(await as(ALICE, 'suspend', 'nb', '--wait', '0'));
+    const started = Date.now();
+    const after = await asAdmin('check', 'api', '-l', selector, '--wait', '3s');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(3_000);
+    expect(after.stdout).toMatch(/FAIL {2}operator: .*1 of \d+ Tiers and clients not reconciled at their current generation \(e\.g\. ServiceAccountClient .*\/nb\): is the operator running\?/);
+    expectOneLineError(after, 'not ready: operator');
+    // And status says so too, with what to do.
+    const status = await as(ALICE, 'status', 'nb');
+    expect(status.stdout).toContain('(the operator has not caught up)');
+    expect(status.stdout).toContain('What to do:      the operator has not caught up with the latest change yet');
+  });
+});
+
+function expectOk(res: RunResult): string {
+  expect(res.code, res.stdout + res.stderr).toBe(0);
+  expect(res.stdout + res.stderr).not.toMatch(JWT_PATTERN);
+  return res.stdout;
+}
