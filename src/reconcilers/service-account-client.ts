@@ -53,6 +53,8 @@ const SECRET_CONFLICT_RETRY_MS = 30_000;
 
 const clientRef = (key: string): string => `ServiceAccountClient/${key}`;
 const secretRef = (namespace: string, name: string): string => `Secret/${namespace}/${name}`;
+/** The anchors a client has been given: the newest one created is what the Secret cache must have seen. */
+const anchorsRef = (client: Client): string => `Anchors/${client.metadata.uid}`;
 
 export function defaultSecretName(client: Client): string {
   return client.spec.secretName ?? `${client.metadata.name}-token`;
@@ -82,6 +84,16 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
       return;
     }
     const client = parsed.data;
+    // Whatever it decides next rests on the Secret cache: it must show the client's Secret as last
+    // written and every anchor made for the client (finalize must revoke them all).
+    const secretName = defaultSecretName(client);
+    const secrets = op.caches.secrets;
+    if (
+      !op.freshness.caughtUp(secretRef(namespace as string, secretName), secrets.get(namespace, secretName), secrets.lastResourceVersion()) ||
+      !op.freshness.caughtUp(anchorsRef(client), undefined, secrets.lastResourceVersion())
+    ) {
+      return { requeueAfterMs: 100 };
+    }
     if (client.metadata.deletionTimestamp !== undefined) return finalize(op, client, rctx.logger);
     if (!(client.metadata.finalizers ?? []).includes(CLIENT_FINALIZER)) {
       const updated = await op.kube.patch(SERVICE_ACCOUNT_CLIENTS, namespace, name, {
@@ -94,11 +106,6 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
     if (ready?.reason === 'SecretInvalid' && ready.observedGeneration === client.metadata.generation) {
       // Minting again would only be refused again: wait for the spec to change.
       return;
-    }
-    const secretName = defaultSecretName(client);
-    const secrets = op.caches.secrets;
-    if (!op.freshness.caughtUp(secretRef(namespace as string, secretName), secrets.get(namespace, secretName), secrets.lastResourceVersion())) {
-      return { requeueAfterMs: 100 };
     }
     let outcome: Outcome;
     try {
@@ -563,6 +570,7 @@ async function issueToken(
       annotations: { [CLIENT_ANNOTATION]: `${client.metadata.namespace}/${client.metadata.name}` },
     },
   } as CachedSecret);
+  op.freshness.wrote(anchorsRef(client), anchor);
   let token: string;
   try {
     const response = await op.kube.createSubresource<{ status?: { token?: string } }>(SERVICE_ACCOUNTS, account.namespace, account.name, 'token', {

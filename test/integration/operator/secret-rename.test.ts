@@ -4,7 +4,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, waitFor } from '../support/cluster.ts';
-import { R, createClient, createTier, fingerprint, kube, review, scopedName, startOperator, tokenOf, waitForClientReady, waitForTierReady, type OperatorProcess, type Secret } from '../support/operator.ts';
+import { R, condition, createClient, getClient, createTier, fingerprint, kube, review, scopedName, startOperator, tokenOf, waitForClientReady, waitForTierReady, type OperatorProcess, type Secret } from '../support/operator.ts';
 
 let op: OperatorProcess;
 let ns: string;
@@ -33,11 +33,16 @@ describe('renaming spec.secretName', () => {
   it('leaves a Secret under the former name alone when it is not the client\'s', async () => {
     await createClient(op, ns, 'renamed-2', { subject: { user: 'rn2@example.com' }, secretName: 'owned-name' });
     await waitForClientReady(ns, 'renamed-2');
-    // Someone replaces the client's Secret by one of their own under the same name.
-    await kube.remove(R.secret, ns, 'owned-name');
+    // Another object takes control of the Secret in one patch (the operator never touches a Secret
+    // another object controls, so nothing races this), then the client is renamed away from it.
+    const owner = await kube.create({ group: '', version: 'v1', plural: 'configmaps', namespaced: true }, ns, { metadata: { name: 'other-owner' } });
+    await kube.patch(R.secret, ns, 'owned-name', {
+      metadata: { ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'other-owner', uid: owner.metadata.uid, controller: true }] },
+    });
+    await waitFor(async () => condition(await getClient(ns, 'renamed-2'), 'Ready')?.reason === 'SecretConflict', { timeoutMs: 10_000, description: 'SecretConflict' });
     await kube.patch(R.client, ns, 'renamed-2', { spec: { secretName: 'new-name' } });
-    await kube.create(R.secret, ns, { metadata: { name: 'owned-name' }, type: 'Opaque', stringData: { note: 'mine' } });
     await waitForClientReady(ns, 'renamed-2', { extra: (ct) => ct.client.status?.secretName === 'new-name' });
-    expect((await kube.get<Secret>(R.secret, ns, 'owned-name')).type).toBe('Opaque');
+    const former = await kube.get<Secret>(R.secret, ns, 'owned-name');
+    expect(former.metadata.ownerReferences?.map((r) => r.uid)).toEqual([owner.metadata.uid]);
   });
 });
