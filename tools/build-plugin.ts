@@ -99,7 +99,9 @@ log(`bundled src/cli/main.ts (${Math.round(fs.statSync(bundle).size / 1024)} KiB
 
 const blob = path.join(work, 'sea.blob');
 const seaConfig = path.join(work, 'sea-config.json');
-fs.writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: true }, null, 2));
+// execArgvExtension none: the executable ignores NODE_OPTIONS, so a user's Node settings (--require,
+// --inspect, ...) neither break nor reach the plugin; it is a kubectl plugin, not a Node.
+fs.writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: true, execArgvExtension: 'none' }, null, 2));
 execFileSync(process.execPath, ['--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
 
 // A copy of this very Node binary (resolving the npm package's link), without its debug symbols.

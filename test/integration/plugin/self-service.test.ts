@@ -275,6 +275,9 @@ describe('the executable itself (Done when 4)', () => {
     const version = await runExecutable(plugin, ['version', '--client', '-o', 'json']);
     expect(version.code, version.stderr).toBe(0);
     expect(JSON.parse(version.stdout).client.node).toMatch(/^v24\./);
+    // A user's NODE_OPTIONS do not reach it: it is not a Node for them to configure.
+    const withNodeOptions = await runExecutable(plugin, ['version', '--client'], { env: { NODE_OPTIONS: '--require /nonexistent/preload.js' } });
+    expect(withNodeOptions.code, withNodeOptions.stderr).toBe(0);
     const missing = await as(ALICE, 'status', 'no-such-client');
     expectOneLineError(missing, `serviceaccountclient "no-such-client" not found in namespace ${ns}`);
     expectOneLineError(await as(ALICE, 'frobnicate'), 'unknown command "frobnicate"');
