@@ -4,7 +4,9 @@
  * so these are ordinary user edits that GitOps sees as what they are.
  */
 import { KubeApiError } from '../../kube/errors.ts';
-import { SERVICE_ACCOUNT_CLIENTS } from '../../kube/resources.ts';
+import { Tier as TierSchema } from '../../api/index.ts';
+import { SERVICE_ACCOUNT_CLIENTS, TIERS } from '../../kube/resources.ts';
+import { formatDuration, parseDuration } from '../../policy/duration.ts';
 import { CliError, parseDurationFlag, str, type Parsed } from '../args.ts';
 import type { Command, Env } from '../command.ts';
 import type { Cli } from '../context.ts';
@@ -117,8 +119,9 @@ export const renew: Command = {
     const name = oneName(parsed, 'renew');
     const wait = waitMs(parsed);
     const cli = env.connect();
-    // Whole seconds, and after the newest token's issuedAt (which has whole seconds too).
-    const requestedAt = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+    // Any new value is a new request (the operator compares values, not times); milliseconds keep
+    // two renewals in the same second apart.
+    const requestedAt = new Date().toISOString();
     const { before, after } = await patchClient(cli, name, () => ({ metadata: { annotations: { [RENEW_REQUESTED_AT_ANNOTATION]: requestedAt } } }));
     const previous = before.status?.tokens?.[0]?.id;
     if (wait === 0) {
@@ -127,20 +130,33 @@ export const renew: Command = {
     }
     const { client, token } = await waitForToken(cli, name, wait, (c) => {
       const newest = c.status?.tokens?.[0];
-      return newest !== undefined && newest.id !== previous && Date.parse(newest.issuedAt) >= Date.parse(requestedAt);
+      return newest !== undefined && newest.id !== previous;
     });
     if (token === undefined) {
       if (condition(client, 'Ready')?.status !== 'True') throw notReadyError(client, 'renewal requested, but client');
       throw new CliError(`renewal requested at ${requestedAt}, but no new token within ${str(parsed, 'wait') ?? '60s'} (does the operator support tokenwarden.io/renew-requested-at? kubectl tokenwarden check api)`);
     }
     const kept = client.status?.tokens?.[1];
-    env.out(`serviceaccountclient ${ref(client)}: renewed; new token expires ${client.status?.expiresAt}${kept ? `; the previous token stays valid until ${graceEnd(client)}` : ''}`);
+    env.out(`serviceaccountclient ${ref(client)}: renewed; new token expires ${client.status?.expiresAt}${kept ? `; the previous token stays valid until ${await graceEnd(cli, client)}` : ''}`);
     return 0;
   },
 };
 
-/** When the previous token stops working, as far as status tells: its expiry at the latest. */
-function graceEnd(client: Client): string {
-  const previous = client.status?.tokens?.[1];
-  return previous ? `the end of the tier's grace period (at most ${previous.expiresAt})` : '-';
+/**
+ * When the previous token stops working: the tier's grace period after the new token was issued,
+ * or its own expiry if sooner. Without read access to the Tier, only the latter is known.
+ */
+async function graceEnd(cli: Cli, client: Client): Promise<string> {
+  const [newest, previous] = client.status?.tokens ?? [];
+  if (newest === undefined || previous === undefined) return '-';
+  let graceMs: number | undefined;
+  try {
+    const tier = TierSchema.safeParse(await cli.client.get(TIERS, undefined, client.status?.tier ?? ''));
+    if (tier.success) graceMs = parseDuration(tier.data.spec.token.gracePeriod);
+  } catch {
+    // May not read Tiers: say what status alone tells.
+  }
+  if (graceMs === undefined) return `the end of the tier's grace period (at the latest ${previous.expiresAt})`;
+  const end = Math.min(Date.parse(newest.issuedAt) + graceMs, Date.parse(previous.expiresAt));
+  return `${new Date(end).toISOString().replace('.000Z', 'Z')} (the tier's grace period, ${formatDuration(graceMs)})`;
 }

@@ -91,6 +91,8 @@ describe('renew, revoke, suspend, resume (Done when 3)', () => {
     const out = expectOk(await alice('renew', 'nb'));
     expect(out).toContain(`serviceaccountclient ${ns}/nb: renewed`);
     const after = await readClientToken(ns, 'nb');
+    // alice may not read Tiers here, so the plugin names the bound status gives.
+    expect(out).toContain(`the previous token stays valid until the end of the tier's grace period (at the latest ${after.client.status?.tokens?.[1]?.expiresAt})`);
     expect(fingerprint(after.token)).not.toBe(fingerprint(old));
     const renewedAt = Date.parse(after.client.status?.tokens?.[0]?.issuedAt as string);
     // The same spec: a renewal is an annotation, so GitOps sees no drift in what it owns.
@@ -110,6 +112,12 @@ describe('renew, revoke, suspend, resume (Done when 3)', () => {
     // One renewal per request: the current token stays.
     await sleep(2_000);
     expect(fingerprint((await readClientToken(ns, 'nb')).token)).toBe(fingerprint(after.token));
+    // An admin, who may read the Tier, is told when exactly; and a second renewal right away is a new request.
+    const second = expectOk(await admin('renew', 'nb'));
+    const latest = await readClientToken(ns, 'nb');
+    expect(fingerprint(latest.token)).not.toBe(fingerprint(after.token));
+    const graceEnd = new Date(Date.parse(latest.client.status?.tokens?.[0]?.issuedAt as string) + GRACE_MS).toISOString().replace('.000Z', 'Z');
+    expect(second).toContain(`the previous token stays valid until ${graceEnd} (the tier's grace period, 20s)`);
   });
 
   it('revoke: the old token fails at once and a fresh one works', async () => {
