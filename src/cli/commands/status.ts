@@ -59,7 +59,7 @@ export const status: Command = {
     out(`Revocation:      epoch ${client.spec.revocationEpoch ?? 0} (carried out: ${s?.revocationEpoch ?? 0})`);
     const renewRequested = client.metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION];
     if (renewRequested) out(`Renew requested: ${when(renewRequested, now)}`);
-    out(`Tokens:          ${s?.tokens?.length ? '' : 'none'}`);
+    out(s?.tokens?.length ? 'Tokens:' : 'Tokens:          none');
     for (const [i, t] of (s?.tokens ?? []).entries()) {
       out(`  ${i === 0 ? 'current ' : 'previous'} ${t.id}`);
       out(`    issued   ${when(t.issuedAt, now)}`);
