@@ -52,8 +52,12 @@ export async function wouldGet(cli: Cli, identity: Identity, opts: { tier?: stri
     const max = resolution.resolved ? resolution.binding?.spec.maxClients : undefined;
     if (!resolution.resolved || max === undefined) return { resolution, full };
     const bindingName = (resolution.binding as TenantBinding).metadata.name;
-    clients ??= (await cli.client.list<Client>(SERVICE_ACCOUNT_CLIENTS, cli.namespace)).items;
-    const taken = clients.filter((c) => c.status?.tierReason === `TenantBinding/${bindingName}` || (c.status?.tierReason === 'Requested' && c.status.tier === resolution.tier.metadata.name)).length;
+    clients ??= (await cli.client.list<Client>(SERVICE_ACCOUNT_CLIENTS, cli.namespace)).items.filter((c) => c.metadata.deletionTimestamp === undefined && c.spec?.subject);
+    // As the operator counts: the clients whose best grant is this binding (src/reconcilers/resolution.ts).
+    const taken = clients.filter((c) => {
+      const r = resolveTier({ subject: { user: c.spec.subject.user, groups: c.spec.subject.groups ?? [] }, tiers, bindings, ...(c.spec.tierRef ? { requestedTier: c.spec.tierRef.name } : {}) });
+      return r.resolved && r.binding?.metadata.name === bindingName;
+    }).length;
     if (taken < max) return { resolution, full };
     full.push({ name: bindingName, maxClients: max });
     excluded.add(bindingName);

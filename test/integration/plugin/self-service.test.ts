@@ -357,6 +357,25 @@ describe('check api judges the operator by its Lease, or by what it has reconcil
     expectOneLineError(await runExecutable(plugin, ['completion', 'fish']), 'completion takes one argument: bash or zsh');
   });
 
+  it('whoami counts a TenantBinding\'s quota as the operator does: a full binding is passed over, and said so', async () => {
+    // free for mallory through a binding of one client, which her client "mine" already holds.
+    await kube.create(R.binding, ns, {
+      apiVersion: 'tokenwarden.io/v1alpha1',
+      kind: 'TenantBinding',
+      metadata: { name: 'mallory-free', labels: { ...op.labels } },
+      spec: { tierRef: { name: free }, subjects: [{ kind: 'User', name: MALLORY }], maxClients: 1 },
+    });
+    await waitFor(async () => (await getClient(ns, 'mine')).status?.tierReason === 'TenantBinding/mallory-free', { description: 'mine bound through mallory-free' });
+    const res = await as(MALLORY, 'whoami', '-l', selector);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toContain(`Tier:       ${free} (Default)`);
+    expect(res.stdout).toContain('Quota:      TenantBinding mallory-free allows 1 client(s) and they are taken');
+    // The operator agrees: a second client of hers gets the default tier, not the binding's.
+    const second = await as(MALLORY, 'request', 'second', '--label', selector);
+    expect(second.code, second.stderr).toBe(0);
+    expect((await getClient(ns, 'second')).status?.tierReason).toBe('Default');
+  });
+
   it('with the operator stopped, a change it has not reconciled makes check api fail (also after --wait)', async () => {
     const before = await asAdmin('check', 'api', '-l', selector);
     expect(before.code, before.stdout).toBe(0);
