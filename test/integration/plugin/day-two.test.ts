@@ -160,6 +160,14 @@ describe('revoke-user (Done when 3)', () => {
     expect(unconfirmed.code).not.toBe(0);
     expect(unconfirmed.stderr).toContain('no terminal to confirm on: add --yes');
     expect(await passes(premiumToken)).toBe(true);
+    // On a terminal it asks, and "n" deletes nothing (script(1) gives it a pseudo-terminal).
+    const command = [plugin, '--kubeconfig', kubeconfigPath(), 'revoke-user', ALICE, '-l', selector].join(' ');
+    const declined = await runExecutable('/usr/bin/script', ['-qec', command, '/dev/null'], { input: 'n\n' });
+    expect(declined.code).not.toBe(0);
+    expect(declined.stdout).toContain(`Delete 2 ServiceAccount(s) of ${ALICE}, revoking every token they hold: `);
+    expect(declined.stdout).toContain('error: cancelled; nothing was deleted');
+    expect(await passes(premiumToken)).toBe(true);
+    expect(await serviceAccountsOf(tierNamespace(op, premium), ALICE)).toHaveLength(1);
     // alice cannot list namespaces: one line saying revoke-user is an admin's.
     const self = await alice('revoke-user', ALICE, '--yes');
     expect(self.code).not.toBe(0);
