@@ -33,7 +33,8 @@ export const version: Command = {
       try {
         server = await cli.kc.makeApiClient(VersionApi).getCode();
       } catch (err) {
-        throw new CliError(`cannot get the API server's version at ${cluster?.server}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+        const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+        throw new CliError(`cannot get the API server's version at ${cluster?.server}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}${cause}`);
       }
     }
     if (output === 'json') {
