@@ -430,7 +430,11 @@ async function holdFailing(
       log.warn({ err: errorMessage(err) }, 'could not empty the Secret of an expired token');
     }
   }
-  if (plan.events.length > 0 || input.failure !== undefined) log.info({ failedAttempts: plan.status.failedAttempts, reason: plan.ready.reason }, 'issuing failed; backing off');
+  // The API server's reason goes to the log too (tokens in it already blanked): an operator's log
+  // must say why, not only the client's status.
+  if (plan.events.length > 0 || input.failure !== undefined) {
+    log.info({ failedAttempts: plan.status.failedAttempts, reason: plan.ready.reason, ...(input.failure ? { cause: input.failure.cause } : {}) }, 'issuing failed; backing off');
+  }
   return {
     status: { ...plan.status, conditions: conditionsFor(client, input.now, [tierResolved, plan.ready]) },
     events: [...events, ...plan.events],

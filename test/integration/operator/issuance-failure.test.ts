@@ -207,6 +207,10 @@ describe('a TokenRequest refused by an admission policy', () => {
     expect(warnings).toHaveLength(1);
     expect(warnings[0]?.type).toBe('Warning');
     expect(warnings[0]?.note).toContain(message);
+    // And the operator's own log says why, not only the client's status.
+    const logged = op.logs().split('\n').filter((line) => line.includes('"msg":"issuing failed; backing off"') && line.includes('refused'));
+    expect(logged.length).toBeGreaterThan(0);
+    expect(logged.every((line) => (JSON.parse(line) as { cause?: string }).cause?.includes(message))).toBe(true);
 
     // The cause goes away: the next attempt the backoff allows (at 75s at the latest) succeeds.
     await allowTokenRequests(policy);
