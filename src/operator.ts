@@ -14,7 +14,6 @@ import { KubeClient, type RequestHook } from './kube/client.ts';
 import {
   CLUSTER_ROLE_BINDINGS,
   NAMESPACES,
-  RESOURCE_QUOTAS,
   ROLE_BINDINGS,
   SECRETS,
   SERVICE_ACCOUNT_CLIENTS,
@@ -28,7 +27,7 @@ import { tierChangeScope } from './policy/tier-change.ts';
 import { bindingMatches } from './policy/tier-resolution.ts';
 import { readTokenClaims } from './policy/token-claims.ts';
 import { CacheFreshness } from './reconcilers/cache-freshness.ts';
-import { DEFAULT_OR_NONE, INDEX, isTrustedAnchor, liveTiers, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorConfig, type OperatorContext, type ResourceQuota, type ServiceAccount } from './reconcilers/context.ts';
+import { DEFAULT_OR_NONE, INDEX, isTrustedAnchor, liveTiers, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorConfig, type OperatorContext, type ServiceAccount } from './reconcilers/context.ts';
 import { ANCHOR_SECRET_TYPE, CLIENT_UID_LABEL, MANAGED_SELECTOR, TIER_LABEL, TOKEN_KEY, TOKEN_SECRET_TYPE } from './reconcilers/labels.ts';
 import { noopTokenMetrics, type TokenMetrics } from './reconcilers/metrics.ts';
 import { serviceAccountClientReconciler } from './reconcilers/service-account-client.ts';
@@ -123,7 +122,6 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     }),
     roleBindings: new Informer<Binding>({ ...common, type: ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR, indexers: { [INDEX.byTier]: tierLabelIndex } }),
     clusterRoleBindings: new Informer<Binding>({ ...common, type: CLUSTER_ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR, indexers: { [INDEX.byTier]: tierLabelIndex } }),
-    resourceQuotas: new Informer<ResourceQuota>({ ...common, type: RESOURCE_QUOTAS, labelSelector: MANAGED_SELECTOR }),
   };
 
   const controllerOptions = (name: string) => ({
@@ -233,8 +231,8 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     // By name too: an edit that removed the ownerReference must still reach the client.
     caches.clients.byIndex(INDEX.clientBySecret, `${secret.metadata?.namespace}/${secret.metadata?.name}`).forEach((c) => clients.enqueue(clientKey(c)));
   });
-  for (const cache of [caches.roleBindings, caches.clusterRoleBindings, caches.resourceQuotas]) {
-    on<KubeObject>(cache, (binding) => {
+  for (const cache of [caches.roleBindings, caches.clusterRoleBindings]) {
+    on(cache, (binding) => {
       const tier = binding.metadata?.labels?.[TIER_LABEL];
       if (tier) tiers.enqueue(tier);
     });

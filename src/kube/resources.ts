@@ -50,7 +50,6 @@ export function resourceType(group: string, version: string, plural: string, kin
 export const NAMESPACES = resourceType('', 'v1', 'namespaces', 'Namespace', false);
 export const SERVICE_ACCOUNTS = resourceType('', 'v1', 'serviceaccounts', 'ServiceAccount', true);
 export const SECRETS = resourceType('', 'v1', 'secrets', 'Secret', true);
-export const RESOURCE_QUOTAS = resourceType('', 'v1', 'resourcequotas', 'ResourceQuota', true);
 export const CONFIG_MAPS = resourceType('', 'v1', 'configmaps', 'ConfigMap', true);
 export const EVENTS = resourceType('events.k8s.io', 'v1', 'events', 'Event', true);
 export const ROLE_BINDINGS = resourceType('rbac.authorization.k8s.io', 'v1', 'rolebindings', 'RoleBinding', true);

@@ -24,10 +24,6 @@ export interface Namespace extends KubeObject {
   status?: { phase?: string };
 }
 
-export interface ResourceQuota extends KubeObject {
-  spec?: { hard?: Record<string, string> };
-}
-
 export interface Binding extends KubeObject {
   roleRef?: { apiGroup: string; kind: string; name: string };
   subjects?: { kind: string; name: string; apiGroup?: string; namespace?: string }[];
@@ -74,7 +70,6 @@ export interface Caches {
   secrets: Informer<CachedSecret>;
   roleBindings: Informer<Binding>;
   clusterRoleBindings: Informer<Binding>;
-  resourceQuotas: Informer<ResourceQuota>;
 }
 
 export interface OperatorContext {

@@ -21,9 +21,8 @@ export const ANCHOR_SECRET_TYPE = 'tokenwarden.io/anchor';
 export const TOKEN_SECRET_TYPE = 'tokenwarden.io/token';
 export const TOKEN_KEY = 'token';
 
-/** Tier namespaces hold ServiceAccounts and anchors only: Pod Security restricted, and a quota of zero pods. */
+/** Tier namespaces hold ServiceAccounts and anchors only (access/tier-namespaces.yaml refuses Pods there). */
 export const POD_SECURITY_LABELS = { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/warn': 'restricted' } as const;
-export const NO_PODS_QUOTA = 'tokenwarden-no-pods';
 
 export const CLIENT_FINALIZER = 'tokenwarden.io/revoke-tokens';
 export const TIER_FINALIZER = 'tokenwarden.io/cleanup';

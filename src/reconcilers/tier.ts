@@ -6,14 +6,13 @@ import { Tier, type TierStatus } from '../api/index.ts';
 import { conditionsDiffer, setCondition } from '../controller/conditions.ts';
 import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
 import { errorMessage, isAlreadyExists, isForbidden, isInvalid, isNotFound } from '../kube/errors.ts';
-import { CLUSTER_ROLE_BINDINGS, NAMESPACES, RESOURCE_QUOTAS, ROLE_BINDINGS, SECRETS, SERVICE_ACCOUNTS, TIERS, type ResourceType } from '../kube/resources.ts';
+import { CLUSTER_ROLE_BINDINGS, NAMESPACES, ROLE_BINDINGS, SECRETS, SERVICE_ACCOUNTS, TIERS, type ResourceType } from '../kube/resources.ts';
 import { INDEX, tierNamespace, type Binding, type OperatorContext } from './context.ts';
 import {
   ANCHOR_SECRET_TYPE,
   CLIENT_UID_LABEL,
   MANAGED_BY,
   MANAGER,
-  NO_PODS_QUOTA,
   POD_SECURITY_LABELS,
   REQUESTS_PER_MINUTE_ANNOTATION,
   TIER_FINALIZER,
@@ -48,10 +47,7 @@ export function tierReconciler(op: OperatorContext): ReconcileFunc {
     let conflict: string | undefined;
     try {
       conflict = await ensureNamespace(op, tier, namespace);
-      if (conflict === undefined) {
-        await ensureNoPods(op, tier, namespace);
-        await ensureAccess(op, tier, namespace);
-      }
+      if (conflict === undefined) await ensureAccess(op, tier, namespace);
     } catch (err) {
       // Refused by the API server (an invalid name, a missing namespace for a RoleBinding, a ClusterRole
       // the operator may not bind): only an edit can fix it, so say so instead of retrying blindly.
@@ -118,23 +114,6 @@ async function ensureNamespace(op: OperatorContext, tier: Tier, name: string): P
   return undefined;
 }
 
-/**
- * Every ServiceAccount of a tier namespace, `default` included, holds the tier's access: no pod may
- * run there under one. Pod Security restricted (the namespace labels) and a quota of zero pods.
- */
-async function ensureNoPods(op: OperatorContext, tier: Tier, namespace: string): Promise<void> {
-  if (op.caches.resourceQuotas.get(namespace, NO_PODS_QUOTA) !== undefined) return;
-  try {
-    await op.kube.create(RESOURCE_QUOTAS, namespace, {
-      apiVersion: 'v1',
-      kind: 'ResourceQuota',
-      metadata: { name: NO_PODS_QUOTA, labels: { [MANAGED_BY]: MANAGER, [TIER_LABEL]: tier.metadata.name } },
-      spec: { hard: { pods: '0' } },
-    });
-  } catch (err) {
-    if (!isAlreadyExists(err)) throw err;
-  }
-}
 
 interface DesiredBinding {
   type: ResourceType;

@@ -222,7 +222,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       'kube-controller-manager': [
         path.join(binDir, 'kube-controller-manager'),
         `--kubeconfig=${kcmKubeconfig}`,
-        '--controllers=garbagecollector,namespace,clusterrole-aggregation,resourcequota',
+        '--controllers=garbagecollector,namespace,clusterrole-aggregation',
         '--leader-elect=false',
         // Each controller acts as its own ServiceAccount (TokenRequest), as kubeadm runs it, so the
         // bootstrap RBAC roles of the real controllers apply.

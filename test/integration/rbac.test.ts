@@ -124,9 +124,6 @@ let otherNs: string;
 let walkerNs: string;
 let tierRole: string;
 
-const RESOURCE_QUOTA: ResourceType = { group: '', version: 'v1', plural: 'resourcequotas', namespaced: true };
-const NO_PODS_QUOTA = 'tokenwarden-no-pods';
-
 const bindingName = (r: Run, tier: string) => `${r.env.prefix}-tier-${tier}-${tierRole}`;
 
 async function eventually<T>(description: string, timeoutMs: number, probe: () => Promise<T | undefined | null | false>): Promise<T> {
@@ -142,7 +139,7 @@ const STAGES: Stage[] = [
     name: 'start: lists every kind it caches, acquires the lease',
     needs: [
       'list tiers', 'list tenantbindings', 'list serviceaccountclients', 'list namespaces', 'list serviceaccounts', 'list secrets',
-      'list rolebindings', 'list clusterrolebindings', 'list resourcequotas', 'get leases', 'create leases',
+      'list rolebindings', 'list clusterrolebindings', 'get leases', 'create leases',
     ],
     run: async (r, t) => {
       await eventually('"operator started" in the log', t, async () => {
@@ -162,9 +159,9 @@ const STAGES: Stage[] = [
     },
   },
   {
-    name: 'tier: namespace, no-pods quota, finalizer, bindings (bind), status, Event',
+    name: 'tier: namespace, finalizer, bindings (bind), status, Event',
     needs: [
-      'watch tiers', 'patch tiers', 'patch tiers/status', 'create namespaces', 'create resourcequotas', 'create rolebindings', 'create clusterrolebindings',
+      'watch tiers', 'patch tiers', 'patch tiers/status', 'create namespaces', 'create rolebindings', 'create clusterrolebindings',
       'bind clusterroles', 'create events',
     ],
     run: async (r, t) => {
@@ -182,7 +179,6 @@ const STAGES: Stage[] = [
       const ns = await kube.get(R.namespace, undefined, r.tier1Ns);
       expect(ns.metadata.annotations?.['tokenwarden.io/requests-per-minute']).toBe('100');
       expect(ns.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
-      expect(await kube.tryGet(RESOURCE_QUOTA, r.tier1Ns, NO_PODS_QUOTA)).not.toBeNull();
       await eventually('Event NamespaceCreated', t, () => tierEvent(r.t1, 'NamespaceCreated'));
     },
   },
@@ -226,11 +222,9 @@ const STAGES: Stage[] = [
     },
   },
   {
-    name: 'repair: a deleted Secret, ServiceAccount and no-pods quota come back',
-    needs: ['watch serviceaccounts', 'watch resourcequotas'],
+    name: 'repair: a deleted Secret and a deleted ServiceAccount come back',
+    needs: ['watch serviceaccounts'],
     run: async (r, t) => {
-      await kube.remove(RESOURCE_QUOTA, r.tier1Ns, NO_PODS_QUOTA);
-      await eventually('the no-pods quota back in the tier namespace', t, async () => (await kube.tryGet(RESOURCE_QUOTA, r.tier1Ns, NO_PODS_QUOTA)) !== null);
       const client = await getClient(tenantNs, r.c1);
       await kube.remove(R.secret, tenantNs, secretNameOf(client));
       await eventually('the client Secret back with a token', t, async () => tokenOf(await kube.tryGet<Secret>(R.secret, tenantNs, secretNameOf(client))));

@@ -458,12 +458,10 @@ describe('the operator\'s own identity is fenced by admission', () => {
 });
 
 describe('tier namespaces run no pods', () => {
-  it('are labelled Pod Security restricted and hold a quota of zero pods: a restricted-compliant Pod is refused', async () => {
+  it('are labelled Pod Security restricted, and an admission policy refuses every Pod there, a restricted-compliant one too', async () => {
     const namespace = tierNamespace(op, premium);
     const ns = await kube.get(R.namespace, undefined, namespace);
     expect(ns.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
-    const quota = await kube.get<KObject & { spec?: { hard?: Record<string, string> } }>({ ...R.secret, plural: 'resourcequotas' }, namespace, 'tokenwarden-no-pods');
-    expect(quota.spec?.hard?.pods).toBe('0');
     const pod = {
       apiVersion: 'v1',
       kind: 'Pod',
@@ -478,9 +476,9 @@ describe('tier namespaces run no pods', () => {
         }],
       },
     };
-    // Even the cluster admin: a quota binds everyone.
+    // Even the cluster admin's: the policy binds everyone.
     const res = await adminRequest<{ message?: string }>('POST', `/api/v1/namespaces/${namespace}/pods`, pod);
-    expect(`${res.code} ${res.body.message}`).toMatch(/^403 .*exceeded quota: tokenwarden-no-pods/);
+    expect(`${res.code} ${res.body.message}`).toMatch(/^403 .*ValidatingAdmissionPolicy 'tokenwarden-tier-namespace-no-pods'.* is the tier namespace of tier .*so no Pod may run there/);
     // And a Pod that breaks the standard is refused by Pod Security as well.
     const unrestricted = { ...pod, metadata: { name: 'unrestricted' }, spec: { ...pod.spec, securityContext: {}, containers: [{ name: 'c', image: 'registry.invalid/none:1' }] } };
     const refused = await adminRequest<{ message?: string }>('POST', `/api/v1/namespaces/${namespace}/pods?dryRun=All`, unrestricted);
