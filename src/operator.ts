@@ -31,6 +31,7 @@ import { DEFAULT_OR_NONE, INDEX, isTrustedAnchor, liveTiers, type Binding, type 
 import { ANCHOR_SECRET_TYPE, CLIENT_UID_LABEL, MANAGED_SELECTOR, TIER_LABEL, TOKEN_KEY, TOKEN_SECRET_TYPE } from './reconcilers/labels.ts';
 import { noopTokenMetrics, type TokenMetrics } from './reconcilers/metrics.ts';
 import { serviceAccountClientReconciler } from './reconcilers/service-account-client.ts';
+import { quotaInputsChanged } from './reconcilers/resolution.ts';
 import { tenantBindingReconciler } from './reconcilers/tenant-binding.ts';
 import { tierReconciler } from './reconcilers/tier.ts';
 
@@ -174,6 +175,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
 
   on(caches.tiers, (tier, old, deleted) => {
     tiers.enqueue(tier.metadata.name);
+    if (deleted || old === undefined || specChanged(old, tier)) quotaInputsChanged(caches);
     if (deleted) enqueueClientsOfTierChange(tier.metadata.name, tier, undefined);
     else if (old === undefined || specChanged(old, tier)) enqueueClientsOfTierChange(tier.metadata.name, old, tier);
     // A TenantBinding's Ready says whether its tier exists: it changes when the tier is added or
@@ -184,11 +186,15 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   });
   on(caches.bindings, (binding, old) => {
     bindings.enqueue(clientKey(binding));
-    if (old === undefined || specChanged(old, binding)) enqueueNamespaceClients(binding.metadata.namespace);
+    if (old === undefined || specChanged(old, binding)) {
+      quotaInputsChanged(caches, binding.metadata.namespace as string);
+      enqueueNamespaceClients(binding.metadata.namespace);
+    }
   });
   on(caches.clients, (client, old, deleted) => {
     clients.enqueue(clientKey(client));
     const namespace = client.metadata.namespace as string;
+    if (deleted || old === undefined || specChanged(old, client)) quotaInputsChanged(caches, namespace);
     // Tier and TenantBinding status only count clients: coalesce a burst of client changes into one
     // status write a second instead of one per client.
     for (const status of [old?.status, client.status]) {
@@ -197,8 +203,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
         bindings.enqueueAfter(keyOf(namespace, status.tierReason.slice('TenantBinding/'.length)), COUNT_COALESCE_MS);
       }
     }
+    // A client that asked for its tier may hold it through any binding of its namespace.
     if (old?.status?.tierReason === 'Requested' || client.status?.tierReason === 'Requested') {
-      caches.bindings.byIndex(INDEX.clientByNamespace, namespace).forEach((b) => bindings.enqueue(clientKey(b)));
+      caches.bindings.byIndex(INDEX.clientByNamespace, namespace).forEach((b) => bindings.enqueueAfter(clientKey(b), COUNT_COALESCE_MS));
     }
     // A client leaving frees a place under a TenantBinding quota: deleted, or moved off the binding
     // (a Tier edit reconciles only the clients it concerns, so the others must hear of it here).

@@ -96,22 +96,3 @@ export function resolveTier(input: ResolutionInput): Resolution {
     message: `no tier matches user "${input.subject.user}" or its groups, and there is no default tier`,
   };
 }
-
-export interface QuotaMember {
-  namespace: string;
-  name: string;
-  creationTimestamp?: string | undefined;
-}
-
-/**
- * Whether a client is within its binding's maxClients: clients bound through the binding are ranked
- * oldest first (then by name), and the first maxClients hold the tier.
- */
-export function withinQuota(client: QuotaMember, boundThroughBinding: readonly QuotaMember[], maxClients: number | undefined): boolean {
-  if (maxClients === undefined) return true;
-  const ranked = [...boundThroughBinding].sort(
-    (a, b) => (a.creationTimestamp ?? '').localeCompare(b.creationTimestamp ?? '') || a.name.localeCompare(b.name),
-  );
-  const rank = ranked.findIndex((member) => member.namespace === client.namespace && member.name === client.name);
-  return rank >= 0 && rank < maxClients;
-}

@@ -1,58 +1,78 @@
-import type { ServiceAccountClient, TenantBinding } from '../api/index.ts';
-import { resolveTier, withinQuota, type Resolution } from '../policy/tier-resolution.ts';
-import { INDEX, liveTiers, type OperatorContext } from './context.ts';
+import type { ServiceAccountClient, TenantBinding, Tier } from '../api/index.ts';
+import { planQuotas, resolveWithinQuotas, type QuotaCandidate, type QuotaPlan, type QuotaResolution } from '../policy/tier-quota.ts';
+import { resolveTier } from '../policy/tier-resolution.ts';
+import { INDEX, liveTiers, type Caches, type OperatorContext } from './context.ts';
 
-export type ClientResolution = Resolution | { resolved: false; reason: 'QuotaExceeded'; message: string };
+export type ClientResolution = QuotaResolution;
+
+interface NamespacePlan extends QuotaPlan {
+  /** The generation each candidate was planned at: a client the plan saw at another one is re-resolved. */
+  generations: ReadonlyMap<string, number | undefined>;
+}
 
 /**
- * The tier of a client as the caches see it now. A TenantBinding whose maxClients is taken only
- * withholds its own grant: the client falls back to the next tier it qualifies for, and is refused
- * with QuotaExceeded only when there is none.
+ * Quota plans by namespace, per operator (its caches). A plan is made the first time a client of the
+ * namespace is resolved and kept until quotaInputsChanged() says what it was made from changed, so a
+ * pass over n clients costs one plan, not n.
+ */
+const plans = new WeakMap<Caches, Map<string, NamespacePlan>>();
+
+/**
+ * What a plan is made from changed: a client added, deleted, its spec or deletion changed, a
+ * TenantBinding of the namespace changed (namespace given), or a Tier (all namespaces). Called from
+ * the informers' handlers, which run as soon as the cache changes.
+ */
+export function quotaInputsChanged(caches: Caches, namespace?: string): void {
+  if (namespace === undefined) plans.delete(caches);
+  else plans.get(caches)?.delete(namespace);
+}
+
+/**
+ * The tier of a client as the caches see it now. Without a quota in the namespace that is the
+ * client's own resolution; with one, the namespace's plan (policy/tier-quota.ts) decides.
  */
 export function resolveClientTier(op: OperatorContext, client: ServiceAccountClient): ClientResolution {
   const namespace = client.metadata.namespace as string;
   const tiers = liveTiers(op.caches);
   const bindings = op.caches.bindings.byIndex(INDEX.clientByNamespace, namespace);
-  const resolve = (c: ServiceAccountClient, excludedBindings?: Set<string>): Resolution =>
-    resolveTier({
-      subject: c.spec.subject,
-      tiers,
-      bindings,
-      ...(c.spec.tierRef ? { requestedTier: c.spec.tierRef.name } : {}),
-      ...(excludedBindings ? { excludedBindings } : {}),
-    });
-  const full: TenantBinding[] = [];
-  const excluded = new Set<string>();
-  for (;;) {
-    const resolution = resolve(client, excluded);
-    const binding = resolution.resolved ? resolution.binding : undefined;
-    if (binding?.spec.maxClients === undefined || fits(op, client, binding, resolve)) {
-      if (full.length === 0 || !resolution.resolved) return full.length === 0 ? resolution : quotaExceeded(full);
-      return { ...resolution, message: `${resolution.message} (${quotaMessage(full)})` };
-    }
-    full.push(binding);
-    excluded.add(binding.metadata.name);
+  if (!bindings.some((b) => b.spec.maxClients !== undefined)) {
+    return resolveTier({ subject: client.spec.subject, tiers, bindings, ...(client.spec.tierRef ? { requestedTier: client.spec.tierRef.name } : {}) });
   }
+  const plan = planOf(op.caches, namespace, tiers, bindings);
+  const uid = client.metadata.uid as string;
+  const planned = plan.resolutions.get(uid);
+  if (planned !== undefined && plan.generations.get(uid) === client.metadata.generation) return planned;
+  // Being deleted: it holds no place, and ranks after every client that does.
+  if (client.metadata.deletionTimestamp !== undefined) return resolveWithinQuotas(candidateOf(client), tiers, bindings, plan.holders);
+  // Not as the plan saw it (newer than the cache): a plan of its own, with this version in it.
+  const others = liveClients(op.caches, namespace).filter((c) => c.metadata.uid !== uid);
+  return planQuotas([...others, client].map(candidateOf), tiers, bindings).resolutions.get(uid) as ClientResolution;
 }
 
-/** Clients whose best grant is the binding are ranked oldest first; the first maxClients fit. */
-function fits(op: OperatorContext, client: ServiceAccountClient, binding: TenantBinding, resolve: (c: ServiceAccountClient) => Resolution): boolean {
-  const member = (c: ServiceAccountClient) => ({ namespace: c.metadata.namespace as string, name: c.metadata.name, creationTimestamp: c.metadata.creationTimestamp });
-  const bound = op.caches.clients
-    .byIndex(INDEX.clientByNamespace, client.metadata.namespace as string)
-    .filter((other) => other.metadata.deletionTimestamp === undefined)
-    .filter((other) => {
-      if (other.metadata.uid === client.metadata.uid) return true;
-      const r = resolve(other);
-      return r.resolved && r.binding?.metadata.name === binding.metadata.name;
-    })
-    .map(member);
-  return withinQuota(member(client), bound, binding.spec.maxClients);
+/** A client being deleted holds no place: its quota is free for the next one. */
+const liveClients = (caches: Caches, namespace: string) =>
+  caches.clients.byIndex(INDEX.clientByNamespace, namespace).filter((c) => c.metadata.deletionTimestamp === undefined);
+
+function planOf(caches: Caches, namespace: string, tiers: Tier[], bindings: TenantBinding[]): NamespacePlan {
+  let byNamespace = plans.get(caches);
+  if (byNamespace === undefined) plans.set(caches, (byNamespace = new Map()));
+  const cached = byNamespace.get(namespace);
+  if (cached !== undefined) return cached;
+  const clients = liveClients(caches, namespace);
+  const plan: NamespacePlan = {
+    ...planQuotas(clients.map(candidateOf), tiers, bindings),
+    generations: new Map(clients.map((c) => [c.metadata.uid as string, c.metadata.generation])),
+  };
+  byNamespace.set(namespace, plan);
+  return plan;
 }
 
-const quotaMessage = (full: TenantBinding[]) =>
-  full.map((b) => `TenantBinding ${b.metadata.name} allows ${b.spec.maxClients} client(s) and they are taken`).join('; ');
-
-function quotaExceeded(full: TenantBinding[]): ClientResolution {
-  return { resolved: false, reason: 'QuotaExceeded', message: quotaMessage(full) };
+function candidateOf(client: ServiceAccountClient): QuotaCandidate {
+  return {
+    key: client.metadata.uid as string,
+    name: client.metadata.name,
+    creationTimestamp: client.metadata.creationTimestamp,
+    subject: client.spec.subject,
+    requestedTier: client.spec.tierRef?.name,
+  };
 }

@@ -1,14 +1,14 @@
 /**
  * src/policy/tier-resolution.ts: which tier a client gets (design brief, "What the operator does":
  * the requested tierRef if the subject qualifies; otherwise the highest level among its TenantBindings
- * and the tiers whose groups it is in; otherwise the default tier; otherwise no tier), and the
- * TenantBinding quota ranking.
+ * and the tiers whose groups it is in; otherwise the default tier; otherwise no tier). Quotas:
+ * policy-tier-quota.test.ts.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { API_VERSION, ClientSubject, TenantBinding, Tier, type TierSpec } from '../../src/api/index.ts';
-import { bindingMatches, defaultTier, resolveTier, withinQuota, type QuotaMember, type ResolutionInput } from '../../src/policy/tier-resolution.ts';
+import { bindingMatches, defaultTier, resolveTier, type ResolutionInput } from '../../src/policy/tier-resolution.ts';
 
 function tier(name: string, spec: z.input<typeof TierSpec> = {}): Tier {
   return Tier.parse({ apiVersion: API_VERSION, kind: 'Tier', metadata: { name }, spec });
@@ -286,62 +286,5 @@ describe('resolveTier with a requested tier', () => {
     const twoDefaults = [tier('a-default', { default: true }), tier('b-default', { default: true })];
     expect(outcome({ tiers: twoDefaults, subject: BOB, requestedTier: 'a-default' })).toBe('a-default via Requested');
     expect(outcome({ tiers: twoDefaults, subject: BOB, requestedTier: 'b-default' })).toBe('TierNotAllowed');
-  });
-});
-
-describe('withinQuota', () => {
-  const member = (name: string, creationTimestamp?: string, namespace = 'team-a'): QuotaMember => ({ namespace, name, creationTimestamp });
-  const first = member('c-first', '2025-01-01T00:00:00Z');
-  const second = member('b-second', '2025-01-02T00:00:00Z');
-  const third = member('a-third', '2025-01-03T00:00:00Z');
-  const all = [third, first, second];
-
-  it('always holds without a maxClients', () => {
-    expect(withinQuota(third, all, undefined)).toBe(true);
-    expect(withinQuota(member('absent'), [], undefined)).toBe(true);
-  });
-
-  it('never holds with maxClients 0', () => {
-    expect(all.map((m) => withinQuota(m, all, 0))).toEqual([false, false, false]);
-  });
-
-  it('admits the oldest maxClients clients', () => {
-    expect([first, second, third].map((m) => withinQuota(m, all, 2))).toEqual([true, true, false]);
-    expect([first, second, third].map((m) => withinQuota(m, all, 1))).toEqual([true, false, false]);
-    expect([first, second, third].map((m) => withinQuota(m, all, 3))).toEqual([true, true, true]);
-    expect([first, second, third].map((m) => withinQuota(m, [...all].reverse(), 2))).toEqual([true, true, false]);
-  });
-
-  it('ranks clients created in the same second by name', () => {
-    const t = '2025-01-01T00:00:00Z';
-    const clients = [member('zed', t), member('amy', t), member('kim', t)];
-    expect(clients.map((m) => withinQuota(m, clients, 1))).toEqual([false, true, false]);
-    expect(clients.map((m) => withinQuota(m, clients, 2))).toEqual([false, true, true]);
-  });
-
-  it('does not admit a client that is not among those bound through the binding', () => {
-    expect(withinQuota(member('stranger', '2020-01-01T00:00:00Z'), all, 5)).toBe(false);
-    expect(withinQuota({ ...first, namespace: 'team-b' }, all, 5)).toBe(false);
-  });
-
-  it('admits exactly min(maxClients, n) clients, the oldest ones, for any order', () => {
-    const members = fc
-      .uniqueArray(fc.tuple(fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/), fc.integer({ min: 0, max: 5 })), { selector: ([name]) => name, minLength: 1, maxLength: 12 })
-      .map((rows) => rows.map(([name, day]) => member(name, `2025-01-0${day + 1}T00:00:00Z`)));
-    fc.assert(
-      fc.property(
-        members.chain((list) => fc.tuple(fc.constant(list), fc.shuffledSubarray(list, { minLength: list.length }))),
-        fc.integer({ min: 0, max: 15 }),
-        ([list, shuffled], max) => {
-          const admitted = list.filter((m) => withinQuota(m, shuffled, max));
-          expect(admitted).toHaveLength(Math.min(max, list.length));
-          for (const a of admitted) {
-            for (const r of list.filter((m) => !admitted.includes(m))) {
-              expect((a.creationTimestamp as string) <= (r.creationTimestamp as string)).toBe(true);
-            }
-          }
-        },
-      ),
-    );
   });
 });

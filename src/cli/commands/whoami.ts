@@ -1,10 +1,11 @@
 /**
  * whoami: who the API server says you are, and the tier a client of yours would get in the
- * namespace, decided by the operator's own resolution (src/policy/tier-resolution.ts).
+ * namespace, decided by the operator's own resolution and quota ranking (src/policy/).
  */
 import type { TenantBinding, Tier } from '../../api/index.ts';
 import { KubeApiError } from '../../kube/errors.ts';
 import { SERVICE_ACCOUNT_CLIENTS } from '../../kube/resources.ts';
+import { planQuotas } from '../../policy/tier-quota.ts';
 import { resolveTier, type Resolution } from '../../policy/tier-resolution.ts';
 import { CliError, str, type Parsed } from '../args.ts';
 import type { Command, Env } from '../command.ts';
@@ -46,18 +47,16 @@ export async function wouldGet(cli: Cli, identity: Identity, opts: { tier?: stri
   const subject = { user: identity.username, groups: declarableGroups(identity) };
   const excluded = new Set<string>();
   const full: TierAnswer['full'] = [];
-  let clients: Client[] | undefined;
+  let holders: ReadonlyMap<string, number> | undefined;
   for (;;) {
     const resolution = resolveTier({ subject, tiers, bindings, excludedBindings: excluded, ...(opts.tier ? { requestedTier: opts.tier } : {}) });
     const max = resolution.resolved ? resolution.binding?.spec.maxClients : undefined;
     if (!resolution.resolved || max === undefined) return { resolution, full };
     const bindingName = (resolution.binding as TenantBinding).metadata.name;
-    clients ??= (await cli.client.list<Client>(SERVICE_ACCOUNT_CLIENTS, cli.namespace)).items.filter((c) => c.metadata.deletionTimestamp === undefined && c.spec?.subject);
-    // As the operator counts: the clients whose best grant is this binding (src/reconcilers/resolution.ts).
-    const taken = clients.filter((c) => {
-      const r = resolveTier({ subject: { user: c.spec.subject.user, groups: c.spec.subject.groups ?? [] }, tiers, bindings, ...(c.spec.tierRef ? { requestedTier: c.spec.tierRef.name } : {}) });
-      return r.resolved && r.binding?.metadata.name === bindingName;
-    }).length;
+    // As the operator counts (src/policy/tier-quota.ts): the places the namespace's clients hold, a
+    // new client ranking after all of them.
+    holders ??= await placesTaken(cli, tiers, bindings);
+    const taken = holders.get(bindingName) ?? 0;
     if (taken < max) return { resolution, full };
     full.push({ name: bindingName, maxClients: max });
     excluded.add(bindingName);
@@ -118,3 +117,15 @@ export const whoami: Command = {
     return 0;
   },
 };
+
+async function placesTaken(cli: Cli, tiers: Tier[], bindings: TenantBinding[]): Promise<ReadonlyMap<string, number>> {
+  const clients = (await cli.client.list<Client>(SERVICE_ACCOUNT_CLIENTS, cli.namespace)).items.filter((c) => c.metadata.deletionTimestamp === undefined && c.spec?.subject);
+  const candidates = clients.map((c) => ({
+    key: c.metadata.uid ?? c.metadata.name,
+    name: c.metadata.name,
+    creationTimestamp: c.metadata.creationTimestamp,
+    subject: { user: c.spec.subject.user, groups: c.spec.subject.groups ?? [] },
+    requestedTier: c.spec.tierRef?.name,
+  }));
+  return planQuotas(candidates, tiers, bindings).holders;
+}

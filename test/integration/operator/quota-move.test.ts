@@ -116,6 +116,54 @@ describe('TenantBinding maxClients on real clients', () => {
   });
 });
 
+describe('quotas of several bindings in one namespace', () => {
+  it('a client that fell back to a binding takes one of its places: the next one falls back further', async () => {
+    // Everyone here prefers gold (one place), then silver through a binding (one place), then silver
+    // through the tier's own group, which has no quota.
+    const user = 'cascade-user@example.com';
+    await createBinding(op, ns, 'cascade-gold', { tierRef: { name: gold }, subjects: [{ kind: 'User', name: user }], maxClients: 1 });
+    await createBinding(op, ns, 'cascade-silver', { tierRef: { name: silver }, subjects: [{ kind: 'User', name: user }], maxClients: 1 });
+    // Ranked oldest first, then by name: created in this order, the names rank the same way.
+    for (const name of ['cascade-1', 'cascade-2', 'cascade-3']) await createClient(op, ns, name, { subject: { user, groups: [silverGroup] } });
+    const reasons = await Promise.all(
+      ['cascade-1', 'cascade-2', 'cascade-3'].map(async (name) => (await waitForClientReady(ns, name, { extra: (ct) => ct.client.status?.tier !== undefined })).client.status?.tierReason),
+    );
+    expect(reasons).toEqual(['TenantBinding/cascade-gold', 'TenantBinding/cascade-silver', `Tier/${silver}`]);
+    const third = await kube.get<Client>(R.client, ns, 'cascade-3');
+    expect(condition(third, 'TierResolved')?.message).toContain('TenantBinding cascade-silver allows 1 client(s) and they are taken');
+    for (const binding of ['cascade-gold', 'cascade-silver']) {
+      await waitFor(async () => (await kube.get<TenantBinding>(R.binding, ns, binding)).status?.clients === 1, { description: `${binding} counting 1 client` });
+    }
+    // The gold holder leaves: the silver-binding holder moves up, the third takes its silver place.
+    await kube.remove(R.client, ns, 'cascade-1');
+    await waitForClientReady(ns, 'cascade-2', { timeoutMs: 30_000, extra: (ct) => ct.client.status?.tierReason === 'TenantBinding/cascade-gold' });
+    await waitForClientReady(ns, 'cascade-3', { timeoutMs: 30_000, extra: (ct) => ct.client.status?.tierReason === 'TenantBinding/cascade-silver' });
+  });
+});
+
+describe('TenantBinding counts under a burst', () => {
+  it('30 clients asking for the tier the binding grants: the count is written a few times, not once per client', async () => {
+    const user = 'burst-user@example.com';
+    await createBinding(op, ns, 'burst-gold', { tierRef: { name: gold }, subjects: [{ kind: 'User', name: user }] });
+    await waitFor(async () => (await kube.get<TenantBinding>(R.binding, ns, 'burst-gold')).status?.clients === 0, { description: 'burst-gold counting 0' });
+    const writes: Seen[] = [];
+    await record(resourcePath(R.binding, ns), { fieldSelector: 'metadata.name=burst-gold' }, (type, obj) => ({ rv: Number(obj.metadata.resourceVersion), type, what: `clients=${(obj as TenantBinding).status?.clients}` }), writes);
+    await waitFor(async () => writes.length > 0, { timeoutMs: 10_000, description: 'the watch started' });
+    const names = Array.from({ length: 30 }, (_, i) => `burst-${String(i).padStart(2, '0')}`);
+    const start = Date.now();
+    await Promise.all(names.map((name) => createClient(op, ns, name, { subject: { user }, tierRef: { name: gold } })));
+    await Promise.all(names.map((name) => waitForClientReady(ns, name, { timeoutMs: 60_000, extra: (ct) => ct.client.status?.tierReason === 'Requested' })));
+    await waitFor(async () => (await kube.get<TenantBinding>(R.binding, ns, 'burst-gold')).status?.clients === 30, { timeoutMs: 10_000, description: 'burst-gold counting 30' });
+    const seconds = Math.ceil((Date.now() - start) / 1000);
+    await sleep(2000); // a write still coalescing would show now
+    const modified = writes.filter((w) => w.type === 'MODIFIED');
+    expect(modified.at(-1)?.what).toBe('clients=30');
+    // One write a second at most while the burst lasts (COUNT_COALESCE_MS), not one per client.
+    expect(modified.length, `${seconds} s: ${modified.map((w) => w.what).join(', ')}`).toBeLessThanOrEqual(seconds + 2);
+    expect(modified.length).toBeLessThan(names.length);
+  });
+});
+
 interface Seen {
   rv: number;
   type: string;

@@ -1,0 +1,85 @@
+/**
+ * TenantBinding quotas (spec.maxClients) over a whole namespace at once.
+ *
+ * The clients of a namespace are ranked oldest first (then by name); each takes the tier it would
+ * resolve to, passing over every binding whose places are already taken by older clients. A client
+ * that fell back to another binding takes a place there too, so no binding ever has more holders than
+ * its maxClients. One pass over the namespace decides every client: linear, where asking "does this
+ * client fit?" client by client would re-resolve the namespace for each one.
+ */
+import type { ClientSubject, TenantBinding, Tier } from '../api/index.ts';
+import { resolveTier, type Resolution } from './tier-resolution.ts';
+
+export type QuotaResolution = Resolution | { resolved: false; reason: 'QuotaExceeded'; message: string };
+
+export interface QuotaCandidate {
+  /** What the plan is looked up by (the operator uses the uid). */
+  key: string;
+  name: string;
+  creationTimestamp?: string | undefined;
+  subject: ClientSubject;
+  requestedTier?: string | undefined;
+}
+
+export interface QuotaPlan {
+  /** The resolution of each candidate, by key. */
+  resolutions: ReadonlyMap<string, QuotaResolution>;
+  /** How many candidates hold a tier through each binding, by binding name. */
+  holders: ReadonlyMap<string, number>;
+}
+
+/** Oldest first; clients created in the same second by name, so the order is stable. */
+export function byAge(a: Pick<QuotaCandidate, 'name' | 'creationTimestamp'>, b: Pick<QuotaCandidate, 'name' | 'creationTimestamp'>): number {
+  return (a.creationTimestamp ?? '').localeCompare(b.creationTimestamp ?? '') || a.name.localeCompare(b.name);
+}
+
+/** Decides every candidate of one namespace: `bindings` are that namespace's TenantBindings. */
+export function planQuotas(candidates: readonly QuotaCandidate[], tiers: readonly Tier[], bindings: readonly TenantBinding[]): QuotaPlan {
+  const holders = new Map<string, number>();
+  const resolutions = new Map<string, QuotaResolution>();
+  for (const candidate of [...candidates].sort(byAge)) {
+    const resolution = resolveWithinQuotas(candidate, tiers, bindings, holders);
+    if (resolution.resolved && resolution.binding) {
+      const name = resolution.binding.metadata.name;
+      holders.set(name, (holders.get(name) ?? 0) + 1);
+    }
+    resolutions.set(candidate.key, resolution);
+  }
+  return { resolutions, holders };
+}
+
+/**
+ * The tier of one client given how many places of each binding are taken: a binding whose places
+ * are all taken only withholds its own grant, so the client falls back to the next tier it qualifies
+ * for, and is refused with QuotaExceeded only when there is none.
+ */
+export function resolveWithinQuotas(
+  candidate: Pick<QuotaCandidate, 'subject' | 'requestedTier'>,
+  tiers: readonly Tier[],
+  bindings: readonly TenantBinding[],
+  holders: ReadonlyMap<string, number>,
+): QuotaResolution {
+  const full: TenantBinding[] = [];
+  const excludedBindings = new Set<string>();
+  for (;;) {
+    const resolution = resolveTier({
+      subject: candidate.subject,
+      tiers,
+      bindings,
+      ...(candidate.requestedTier !== undefined ? { requestedTier: candidate.requestedTier } : {}),
+      excludedBindings,
+    });
+    const binding = resolution.resolved ? resolution.binding : undefined;
+    const max = binding?.spec.maxClients;
+    if (binding === undefined || max === undefined || (holders.get(binding.metadata.name) ?? 0) < max) {
+      if (full.length === 0) return resolution;
+      if (!resolution.resolved) return { resolved: false, reason: 'QuotaExceeded', message: quotaMessage(full) };
+      return { ...resolution, message: `${resolution.message} (${quotaMessage(full)})` };
+    }
+    full.push(binding);
+    excludedBindings.add(binding.metadata.name);
+  }
+}
+
+const quotaMessage = (full: readonly TenantBinding[]) =>
+  full.map((b) => `TenantBinding ${b.metadata.name} allows ${b.spec.maxClients} client(s) and they are taken`).join('; ');
