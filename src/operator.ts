@@ -73,7 +73,7 @@ export function stripSecret(secret: CachedSecret & { data?: Record<string, strin
   return dropManagedFields(cached);
 }
 
-/** How long client-count updates of Tiers and TenantBindings wait to be coalesced. */
+/** How long client counts of Tiers and TenantBindings, and the Tier sweep, wait to be coalesced. */
 const COUNT_COALESCE_MS = 1000;
 
 const clientKey = (c: KubeObject): string => keyOf(c.metadata?.namespace, c.metadata?.name as string);
@@ -221,8 +221,10 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   on(caches.serviceAccounts, (account) => {
     const ref = `${account.metadata?.namespace}/${account.metadata?.name}`;
     caches.clients.byIndex(INDEX.clientByServiceAccount, ref).forEach((c) => clients.enqueue(clientKey(c)));
+    // For the Tier's sweep of unused ServiceAccounts, which goes over the whole tier namespace: once a
+    // second is enough, where a burst of clients (a tier move) would otherwise sweep once per account.
     const tier = account.metadata?.labels?.[TIER_LABEL];
-    if (tier) tiers.enqueue(tier);
+    if (tier) tiers.enqueueAfter(tier, COUNT_COALESCE_MS);
   });
   on(caches.secrets, (secret) => {
     const uid = secret.metadata?.labels?.[CLIENT_UID_LABEL];
@@ -231,7 +233,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       const owners = caches.clients.byIndex(INDEX.clientByUid, uid);
       owners.forEach((c) => clients.enqueue(clientKey(c)));
       const tier = secret.metadata?.labels?.[TIER_LABEL];
-      if (owners.length === 0 && tier) tiers.enqueue(tier);
+      if (owners.length === 0 && tier) tiers.enqueueAfter(tier, COUNT_COALESCE_MS);
     }
     const owner = secret.metadata?.ownerReferences?.find((ref) => ref.kind === 'ServiceAccountClient' && ref.controller);
     if (owner) clients.enqueue(keyOf(secret.metadata?.namespace, owner.name));

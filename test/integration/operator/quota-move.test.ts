@@ -141,26 +141,33 @@ describe('quotas of several bindings in one namespace', () => {
   });
 });
 
-describe('TenantBinding counts under a burst', () => {
-  it('30 clients asking for the tier the binding grants: the count is written a few times, not once per client', async () => {
-    const user = 'burst-user@example.com';
-    await createBinding(op, ns, 'burst-gold', { tierRef: { name: gold }, subjects: [{ kind: 'User', name: user }] });
+describe('counts and sweeps under a burst', () => {
+  it('30 clients asking for the tier a binding grants: the binding and the Tier are written a few times, not once per client', async () => {
+    const group = `${op.prefix}-burst`;
+    await createBinding(op, ns, 'burst-gold', { tierRef: { name: gold }, subjects: [{ kind: 'Group', name: group }] });
     await waitFor(async () => (await kube.get<TenantBinding>(R.binding, ns, 'burst-gold')).status?.clients === 0, { description: 'burst-gold counting 0' });
-    const writes: Seen[] = [];
-    await record(resourcePath(R.binding, ns), { fieldSelector: 'metadata.name=burst-gold' }, (type, obj) => ({ rv: Number(obj.metadata.resourceVersion), type, what: `clients=${(obj as TenantBinding).status?.clients}` }), writes);
-    await waitFor(async () => writes.length > 0, { timeoutMs: 10_000, description: 'the watch started' });
+    const bindingWrites: Seen[] = [];
+    const tierWrites: Seen[] = [];
+    const see = (type: string, obj: KObject) => ({ rv: Number(obj.metadata.resourceVersion), type, what: `clients=${(obj as TenantBinding).status?.clients}` });
+    await record(resourcePath(R.binding, ns), { fieldSelector: 'metadata.name=burst-gold' }, see, bindingWrites);
+    await record(resourcePath(R.tier), { fieldSelector: `metadata.name=${gold}` }, see, tierWrites);
+    await waitFor(async () => bindingWrites.length > 0 && tierWrites.length > 0, { timeoutMs: 10_000, description: 'the watches started' });
+    const tierClientsBefore = Number(tierWrites[0]?.what.slice('clients='.length));
+    // A user each, so a ServiceAccount each: every one of them is an event the Tier hears of.
     const names = Array.from({ length: 30 }, (_, i) => `burst-${String(i).padStart(2, '0')}`);
     const start = Date.now();
-    await Promise.all(names.map((name) => createClient(op, ns, name, { subject: { user }, tierRef: { name: gold } })));
+    await Promise.all(names.map((name) => createClient(op, ns, name, { subject: { user: `${name}@example.com`, groups: [group] }, tierRef: { name: gold } })));
     await Promise.all(names.map((name) => waitForClientReady(ns, name, { timeoutMs: 60_000, extra: (ct) => ct.client.status?.tierReason === 'Requested' })));
     await waitFor(async () => (await kube.get<TenantBinding>(R.binding, ns, 'burst-gold')).status?.clients === 30, { timeoutMs: 10_000, description: 'burst-gold counting 30' });
     const seconds = Math.ceil((Date.now() - start) / 1000);
     await sleep(2000); // a write still coalescing would show now
-    const modified = writes.filter((w) => w.type === 'MODIFIED');
-    expect(modified.at(-1)?.what).toBe('clients=30');
-    // One write a second at most while the burst lasts (COUNT_COALESCE_MS), not one per client.
-    expect(modified.length, `${seconds} s: ${modified.map((w) => w.what).join(', ')}`).toBeLessThanOrEqual(seconds + 2);
-    expect(modified.length).toBeLessThan(names.length);
+    for (const [what, writes, last] of [['TenantBinding', bindingWrites, 30], ['Tier', tierWrites, tierClientsBefore + 30]] as const) {
+      const modified = writes.filter((w) => w.type === 'MODIFIED');
+      expect(modified.at(-1)?.what, what).toBe(`clients=${last}`);
+      // One write a second at most while the burst lasts (COUNT_COALESCE_MS), not one per client.
+      expect(modified.length, `${what} in ${seconds} s: ${modified.map((w) => w.what).join(', ')}`).toBeLessThanOrEqual(seconds + 2);
+      expect(modified.length, what).toBeLessThan(names.length);
+    }
   });
 });
 
