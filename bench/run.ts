@@ -410,11 +410,24 @@ async function runSize(n: number): Promise<SizeResult> {
       const deadline = Date.now() + options.readyTimeoutMs;
       let lastLog = Date.now();
       let unsettled: number;
+      // An operator that has stopped writing with its queue empty while clients are not where the
+      // policy says is a finding, not a wait: stop after a minute of that.
+      let opWrites = -1;
+      let opChangedAt = Date.now();
+      let stalled = false;
       for (;;) {
         unsettled = n - settledCount();
         if (unsettled === 0) break;
         if (Date.now() > deadline) break;
         if (!op?.running()) throw new Error('the operator exited');
+        const m = await op.metrics().catch(() => undefined);
+        if (m && (m.writes !== opWrites || Object.values(m.queueDepth).some((d) => d > 0))) {
+          opWrites = m.writes;
+          opChangedAt = Date.now();
+        } else if (Date.now() - opChangedAt > 60_000) {
+          stalled = true;
+          break;
+        }
         if (Date.now() - lastLog > 30_000) {
           log(`N=${n}: ${n - unsettled}/${n} settled (${readyAt.size} Ready) after ${Math.round((Date.now() - t0) / 1000)} s`);
           lastLog = Date.now();
@@ -433,7 +446,17 @@ async function runSize(n: number): Promise<SizeResult> {
         if (!('quotaExceeded' in e) && h.some((x) => isReady(x.obj) && (x.obj.status as { tier?: string }).tier !== e.tier)) movedBeforeSettling++;
       }
       history.clear();
-      if (unsettled > 0) throw new Error(`only ${n - unsettled} of ${n} clients settled after ${options.readyTimeoutMs} ms`);
+      if (unsettled > 0) {
+        const examples = [...expected]
+          .filter(([k, e]) => !settled(clientTracker.objects.get(k), e))
+          .slice(0, 5)
+          .map(([k, e]) => {
+            const st = clientTracker.objects.get(k)?.status as { tier?: string; tierReason?: string; conditions?: { type: string; status: string; reason?: string }[] } | undefined;
+            const cond = (st?.conditions ?? []).map((c) => `${c.type}=${c.status}/${c.reason ?? ''}`).join(',');
+            return `${k}: expected ${JSON.stringify(e)}, is ${st?.tier ?? '-'} (${st?.tierReason ?? '-'}; ${cond})`;
+          });
+        throw new Error(`only ${n - unsettled} of ${n} clients settled ${stalled ? 'when the operator had been idle for 60 s' : `after ${options.readyTimeoutMs} ms`}: ${examples.join('; ')}`);
+      }
       const allReady = Math.max(...settledAt.values());
       const quiet = await waitQuiet(op as OperatorProcess, perfOf(allReady), options.quietMs, 300_000);
       const { b, requests, cpu } = await between(m0);

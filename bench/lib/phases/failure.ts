@@ -148,7 +148,7 @@ export async function runFailure(ctx: FailureContext): Promise<FailureResult> {
       const c = existing.get(key);
       return c !== undefined && stateOf(c).ready;
     })
-    .filter((_, i) => i % 19 === 3)
+    .filter((_, i) => i % 10 === 3)
     .slice(0, k);
   const newDefs: ClientDef[] = Array.from({ length: k }, (_, i) => ({
     index: n + i,
