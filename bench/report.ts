@@ -17,6 +17,7 @@ interface Breakdown { operator: Record<string, number>; operatorReads: number; o
 interface Cpu { wallSeconds: number; cores: Record<string, number>; machineCores: number; otherCores: number; loadAverage: number[] }
 interface Failure {
   refusalMs: number; newClients: number; renewals: number; saidSo: { issuanceFailed: number; renewalFailed: number }; saidSoMs: Lat; allSaidSoMs: number | null;
+  notReachedWhileRefused?: number; readyWhileRefused?: number;
   requestsWhileRefused: Record<string, number>; tokenRequestsWhileRefused: number; tokenRequestsPerAffectedClient: number; writesWhileRefused: number;
   failedAttempts: { max: number; mean: number }; recoveryMs: Lat; allRecoveredMs: number | null; notRecovered: number; lagPastBackoffMs: Lat;
   backoffDueAfterAllowedMs: Lat; requestsRecovering: Record<string, number>; bystandersNotReady: number;
@@ -285,7 +286,10 @@ function failureSection(runs: Run[]): string {
   out.push('');
   out.push(
     table(
-      ['N', 'affected (new + renewals)', 'said so: IssuanceFailed / RenewalFailed', 'said so p50 / max (s)', 'TokenRequests while refused (per client)', 'operator writes while refused', 'failedAttempts max', 'all Ready again (s)', 'backoff due p50 / max (s)', 'lag past backoff p50 / max (s)', 'not recovered', 'others that lost Ready'],
+      [
+        'N', 'affected (new + renewals)', 'said so: IssuanceFailed / RenewalFailed', 'reached only after the refusal', 'said so p50 / max (s)', 'TokenRequests while refused (per affected client)',
+        'operator writes while refused', 'failedAttempts max', 'those that said so: Ready again p50 / max (s)', 'all affected Ready (s)', 'backoff due p50 / max (s)', 'lag past backoff p50 / max (s)', 'not Ready at the end', 'others that lost Ready',
+      ],
       runs
         .filter((r) => r.failure)
         .map((r) => {
@@ -294,10 +298,12 @@ function failureSection(runs: Run[]): string {
             String(r.n),
             `${f.newClients + f.renewals} (${f.newClients} + ${f.renewals})`,
             `${f.saidSo.issuanceFailed}/${f.newClients} / ${f.saidSo.renewalFailed}/${f.renewals}`,
+            f.notReachedWhileRefused === undefined ? '—' : String(f.notReachedWhileRefused),
             `${s(f.saidSoMs.p50, 2)} / ${s(f.saidSoMs.max, 2)}`,
             `${f.tokenRequestsWhileRefused} (${num(f.tokenRequestsPerAffectedClient)})`,
             String(f.writesWhileRefused),
             String(f.failedAttempts.max),
+            `${s(f.recoveryMs.p50)} / ${s(f.recoveryMs.max)}`,
             f.allRecoveredMs === null ? '—' : s(f.allRecoveredMs),
             `${s(f.backoffDueAfterAllowedMs.p50)} / ${s(f.backoffDueAfterAllowedMs.max)}`,
             `${s(f.lagPastBackoffMs.p50, 2)} / ${s(f.lagPastBackoffMs.max, 2)}`,
@@ -313,6 +319,7 @@ function failureSection(runs: Run[]): string {
   for (const r of runs.filter((x) => x.failure)) {
     const f = r.failure as Failure;
     out.push(`- N=${r.n}, while refused: ${verbsOf(f.requestsWhileRefused)}; from the removal until quiet: ${verbsOf(f.requestsRecovering)}.`);
+    if (f.readyWhileRefused) out.push(`  **${f.readyWhileRefused} affected client(s) were Ready with a new token while TokenRequest was refused** (not possible: a bench or operator bug).`);
   }
   out.push('');
   return out.join('\n');

@@ -46,6 +46,10 @@ export interface FailureResult {
   renewals: number;
   /** Affected clients that showed IssuanceFailed/RenewalFailed while refused, of each kind. */
   saidSo: { issuanceFailed: number; renewalFailed: number };
+  /** Affected clients the operator reached only after the refusal (Ready without a failure first). */
+  notReachedWhileRefused: number;
+  /** Affected clients Ready with a new token while TokenRequest was refused (must be 0). */
+  readyWhileRefused: number;
   /** From a client's create/annotation to its Ready=False with the failure reason. */
   saidSoMs: Lat;
   /** Every affected client said so, after the refusal began. */
@@ -57,9 +61,11 @@ export interface FailureResult {
   writesWhileRefused: number;
   /** status.failedAttempts of the affected clients at the end of the refusal. */
   failedAttempts: { max: number; mean: number };
-  /** From the policy's removal (first allowed probe) to each affected client Ready again. */
+  /** From the policy's removal (first allowed probe) to each client that said so Ready again. */
   recoveryMs: Lat;
+  /** Every affected client Ready (a renewal: with a new token), from the policy's removal. */
   allRecoveredMs: number | null;
+  /** Affected clients not Ready when the phase gave up waiting. */
   notRecovered: number;
   /** Recovery minus what the backoff imposes: readyAgain - max(allowed, lastFailureTime + backoff(failedAttempts)). */
   lagPastBackoffMs: Lat;
@@ -187,7 +193,7 @@ export async function runFailure(ctx: FailureContext): Promise<FailureResult> {
       recoveredAt.delete(key);
       return;
     }
-    if (s.ready && saidSoAt.has(key) && !recoveredAt.has(key)) {
+    if (s.ready && !recoveredAt.has(key)) {
       const before = tokenBefore.get(key);
       if (before === undefined || s.tokenId !== before) recoveredAt.set(key, at);
     }
@@ -266,9 +272,9 @@ export async function runFailure(ctx: FailureContext): Promise<FailureResult> {
     const recovering = await ctx.between(m1);
 
     const saidSoMs = [...saidSoAt].map(([key, s]) => s.at - (sentAt.get(key) as number));
-    const recovery = [...recoveredAt.values()].map((at) => at - tAllowed);
+    const recovery = [...recoveredAt].filter(([key]) => saidSoAt.has(key)).map(([, at]) => at - tAllowed);
     const due = [...lastFailure].map(([, s]) => Date.parse(s.lastFailureTime ?? '') + issuanceBackoffMs(s.failedAttempts));
-    const lag = [...recoveredAt].map(([key, at]) => {
+    const lag = [...recoveredAt].filter(([key]) => saidSoAt.has(key)).map(([key, at]) => {
       const s = lastFailure.get(key);
       const d = s ? Date.parse(s.lastFailureTime ?? '') + issuanceBackoffMs(s.failedAttempts) : tAllowed;
       return at - Math.max(tAllowed, d);
@@ -284,6 +290,8 @@ export async function runFailure(ctx: FailureContext): Promise<FailureResult> {
         issuanceFailed: [...saidSoAt].filter(([key, s]) => newKeys.includes(key) && s.reason === 'IssuanceFailed').length,
         renewalFailed: [...saidSoAt].filter(([key, s]) => !newKeys.includes(key) && s.reason === 'RenewalFailed').length,
       },
+      notReachedWhileRefused: [...recoveredAt.keys()].filter((key) => !saidSoAt.has(key)).length,
+      readyWhileRefused: [...recoveredAt.values()].filter((at) => at < tRemove).length,
       saidSoMs: latencies(saidSoMs),
       allSaidSoMs: saidSoAt.size === affected.size ? Math.max(...[...saidSoAt.values()].map((s) => s.at)) - tRefused : null,
       requestsWhileRefused: refused.requests.operator,
@@ -292,7 +300,7 @@ export async function runFailure(ctx: FailureContext): Promise<FailureResult> {
       writesWhileRefused: refused.requests.operatorWrites,
       failedAttempts: { max: Math.max(0, ...attempts), mean: attempts.length ? Math.round((attempts.reduce((a, b) => a + b, 0) / attempts.length) * 100) / 100 : 0 },
       recoveryMs: latencies(recovery),
-      allRecoveredMs: recoveredAt.size === affected.size ? Math.max(...recovery) : null,
+      allRecoveredMs: recoveredAt.size === affected.size ? Math.max(...[...recoveredAt.values()].map((at) => at - tAllowed)) : null,
       notRecovered: affected.size - recoveredAt.size,
       lagPastBackoffMs: latencies(lag),
       backoffDueAfterAllowedMs: latencies(due.map((d) => Math.max(0, d - tAllowed))),
@@ -300,7 +308,7 @@ export async function runFailure(ctx: FailureContext): Promise<FailureResult> {
       bystandersNotReady: bystanders.size,
     };
     log(
-      `failure: ${result.saidSo.issuanceFailed}/${k} IssuanceFailed, ${result.saidSo.renewalFailed}/${renewTargets.length} RenewalFailed, said so p50 ${result.saidSoMs.p50} ms, max ${result.saidSoMs.max} ms; ` +
+      `failure: ${result.saidSo.issuanceFailed}/${k} IssuanceFailed, ${result.saidSo.renewalFailed}/${renewTargets.length} RenewalFailed, ${result.notReachedWhileRefused} reached only after, said so p50 ${result.saidSoMs.p50} ms, max ${result.saidSoMs.max} ms; ` +
         `${tokenRequests} TokenRequests while refused (${result.tokenRequestsPerAffectedClient}/client); all Ready again ${result.allRecoveredMs} ms after allowed (backoff due at most ${result.backoffDueAfterAllowedMs.max} ms after)`,
     );
     return result;
