@@ -15,12 +15,24 @@ const END = '<!-- bench:end -->';
 interface Lat { p50: number; p95: number; p99: number; max: number }
 interface Breakdown { operator: Record<string, number>; operatorReads: number; operatorWrites: number; apiserverRequestTotal: Record<string, number> }
 interface Cpu { wallSeconds: number; cores: Record<string, number>; machineCores: number; otherCores: number; loadAverage: number[] }
+interface Failure {
+  refusalMs: number; newClients: number; renewals: number; saidSo: { issuanceFailed: number; renewalFailed: number }; saidSoMs: Lat; allSaidSoMs: number | null;
+  notReachedWhileRefused?: number; readyWhileRefused?: number;
+  requestsWhileRefused: Record<string, number>; tokenRequestsWhileRefused: number; tokenRequestsPerAffectedClient: number; writesWhileRefused: number;
+  failedAttempts: { max: number; mean: number }; recoveryMs: Lat; allRecoveredMs: number | null; notRecovered: number; lagPastBackoffMs: Lat;
+  backoffDueAfterAllowedMs: Lat; requestsRecovering: Record<string, number>; bystandersNotReady: number;
+}
 interface Run {
   n: number;
+  shape?: string;
+  bindings?: { count: number; withQuota: number; members: number };
+  resolution?: { throughBindings: number; quotaFallback: number; quotaExceeded: number; byTier: Record<string, number> };
+  failure?: Failure;
   errors: Record<string, string>;
   floor?: { durationMs: number; writesPerClient: number; requests: Record<string, number>; cpu: Cpu; workers: number };
   create?: {
     applyMs: number; allReadyMs: number; quietMs: number; latencyMs: Lat; ratioToFloor?: number; requests: Breakdown;
+    firstReadyMs?: Lat; movedBeforeSettling?: number; unsettled?: number; clientBytes?: number;
     perClient: { writes: number; reads: number; byVerb: Record<string, number> }; reconcilesPerClient: number; reconciles: Record<string, number>; cpu: Cpu;
   };
   steady?: { windowMs: number; requests: Breakdown; cpu: Cpu };
@@ -39,7 +51,7 @@ interface Results {
   quick: boolean;
   machine: { cpuModel: string; cores: number; memoryGiB: number; os: string; node: string };
   git: { commit: string; dirtySrc: boolean };
-  options: { workers: number; applyConcurrency: number; steadyMs: number; rotationMs: number; logLevel: string; operatorRoot: string };
+  options: { workers: number; applyConcurrency: number; steadyMs: number; rotationMs: number; logLevel: string; operatorRoot: string; shape?: string; refusalMs?: number };
   kubernetes?: string;
   etcd?: string;
   runs: Run[];
@@ -119,7 +131,8 @@ function section(label: string, byN: Map<number, { run: Run; file: Results }>): 
     out.push(
       `- Run of ${f.startedAt} (N = ${ns}): commit ${f.git.commit}${f.git.dirtySrc ? ' with uncommitted changes in src/' : ''}` +
         `${f.options.operatorRoot.endsWith('/work/main') || f.options.operatorRoot === '.' ? '' : ` (operator from ${f.options.operatorRoot})`}; ` +
-        `${f.options.workers} workers, clients applied ${f.options.applyConcurrency} at a time, operator log level ${f.options.logLevel}.`,
+        `${f.options.workers} workers, clients applied ${f.options.applyConcurrency} at a time, operator log level ${f.options.logLevel}; ` +
+        `workload shape **${f.options.shape ?? 'classic'}** (${SHAPE_TEXT[f.options.shape ?? 'classic'] ?? '?'}).`,
     );
     out.push(
       `  Machine: ${f.machine.cpuModel}, ${f.machine.cores} cores, ${f.machine.memoryGiB} GiB, ${f.machine.os}; Node ${f.machine.node}; ` +
@@ -196,6 +209,8 @@ function section(label: string, byN: Map<number, { run: Run; file: Results }>): 
     ),
   );
   out.push('');
+  if (runs.some((r) => r.resolution && (r.bindings || r.create?.clientBytes))) out.push(shapeSection(runs));
+  if (runs.some((r) => r.failure)) out.push(failureSection(runs));
   out.push('### Load: cores in use on average (2 cores = 2.0) while creating and while rotating');
   out.push('');
   const cpuCell = (c: Cpu | undefined) =>
@@ -207,6 +222,104 @@ function section(label: string, byN: Map<number, { run: Run; file: Results }>): 
     out.push('Phases that did not complete:');
     out.push('');
     out.push(...errors);
+  }
+  out.push('');
+  return out.join('\n');
+}
+
+const SHAPE_TEXT: Record<string, string> = {
+  classic: 'clients created by POST, tiers by group or the default tier, no TenantBinding',
+  bindings: 'TenantBindings with quotas in every tenant, clients created by POST',
+  ssa: 'clients created by server-side apply as argocd-controller, with a last-applied-configuration annotation, no TenantBinding',
+  realistic: 'TenantBindings with quotas in every tenant, and clients created by server-side apply as argocd-controller with a last-applied-configuration annotation',
+};
+
+/** The bindings and SSA shapes: where clients settle and how long it takes. */
+function shapeSection(runs: Run[]): string {
+  const out: string[] = [];
+  out.push('### Workload shape: TenantBindings, quotas, server-side apply');
+  out.push('');
+  out.push(
+    'Settled: Ready on the tier the operator\'s resolution policy gives the client once every client exists (bench/lib/resolution.ts; ' +
+      'quotas ranked oldest first), through the same grant, or `QuotaExceeded` for a client asking for a tier only a full binding grants. ' +
+      '"all Ready" and create→Ready above are to settled.',
+  );
+  out.push('');
+  out.push(
+    table(
+      ['N', 'TenantBindings (with maxClients)', 'clients through a binding', 'passed over by a full quota', 'QuotaExceeded', 'create→first Ready p50 / p99 (s)', 'create→settled p50 / p99 (s)', 'Ready on another tier first', 'bytes per client as applied'],
+      runs.map((r) => [
+        String(r.n),
+        r.bindings ? `${r.bindings.count} (${r.bindings.withQuota})` : '0',
+        r.resolution ? String(r.resolution.throughBindings) : '—',
+        r.resolution ? String(r.resolution.quotaFallback) : '—',
+        r.resolution ? String(r.resolution.quotaExceeded) : '—',
+        r.create?.firstReadyMs ? `${s(r.create.firstReadyMs.p50)} / ${s(r.create.firstReadyMs.p99)}` : '—',
+        r.create ? `${s(r.create.latencyMs.p50)} / ${s(r.create.latencyMs.p99)}` : '—',
+        r.create?.movedBeforeSettling !== undefined ? String(r.create.movedBeforeSettling) : '—',
+        r.create?.clientBytes !== undefined ? String(r.create.clientBytes) : '—',
+      ]),
+    ),
+  );
+  out.push('');
+  return out.join('\n');
+}
+
+const verbsOf = (x: Record<string, number>): string =>
+  Object.entries(x)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ') || 'none';
+
+/** The failure phase: TokenRequest refused, then allowed. */
+function failureSection(runs: Run[]): string {
+  const out: string[] = [];
+  const refusal = runs.find((r) => r.failure)?.failure?.refusalMs;
+  out.push(`### Failure: TokenRequest refused by an admission policy for ${s(refusal, 0)} s while N/20 new clients and N/20 renewals need a token, then allowed`);
+  out.push('');
+  out.push(
+    'Said so: Ready=False with reason IssuanceFailed (a new client) or RenewalFailed (a renewal, the old token kept), from its create or ' +
+      'its `renew-requested-at` annotation. Ready again: from the first TokenRequest allowed after the policy\'s removal (a renewal: with a new token). ' +
+      'Backoff due: each client\'s next attempt as its status sets it (lastFailureTime + 5 s × 2^(failedAttempts−1), at most 1 h), ' +
+      'after the removal; lag: Ready again minus the later of the removal and that due time, what the operator adds to the backoff.',
+  );
+  out.push('');
+  out.push(
+    table(
+      [
+        'N', 'affected (new + renewals)', 'said so: IssuanceFailed / RenewalFailed', 'reached only after the refusal', 'said so p50 / max (s)', 'TokenRequests while refused (per affected client)',
+        'operator writes while refused', 'failedAttempts max', 'those that said so: Ready again p50 / max (s)', 'all affected Ready (s)', 'backoff due p50 / max (s)', 'lag past backoff p50 / max (s)', 'not Ready at the end', 'others that lost Ready',
+      ],
+      runs
+        .filter((r) => r.failure)
+        .map((r) => {
+          const f = r.failure as Failure;
+          return [
+            String(r.n),
+            `${f.newClients + f.renewals} (${f.newClients} + ${f.renewals})`,
+            `${f.saidSo.issuanceFailed}/${f.newClients} / ${f.saidSo.renewalFailed}/${f.renewals}`,
+            f.notReachedWhileRefused === undefined ? '—' : String(f.notReachedWhileRefused),
+            `${s(f.saidSoMs.p50, 2)} / ${s(f.saidSoMs.max, 2)}`,
+            `${f.tokenRequestsWhileRefused} (${num(f.tokenRequestsPerAffectedClient)})`,
+            String(f.writesWhileRefused),
+            String(f.failedAttempts.max),
+            `${s(f.recoveryMs.p50)} / ${s(f.recoveryMs.max)}`,
+            f.allRecoveredMs === null ? '—' : s(f.allRecoveredMs),
+            `${s(f.backoffDueAfterAllowedMs.p50)} / ${s(f.backoffDueAfterAllowedMs.max)}`,
+            `${s(f.lagPastBackoffMs.p50, 2)} / ${s(f.lagPastBackoffMs.max, 2)}`,
+            String(f.notRecovered),
+            String(f.bystandersNotReady),
+          ];
+        }),
+    ),
+  );
+  out.push('');
+  out.push('The operator\'s requests (its identity, counted by API Priority and Fairness):');
+  out.push('');
+  for (const r of runs.filter((x) => x.failure)) {
+    const f = r.failure as Failure;
+    out.push(`- N=${r.n}, while refused: ${verbsOf(f.requestsWhileRefused)}; from the removal until quiet: ${verbsOf(f.requestsRecovering)}.`);
+    if (f.readyWhileRefused) out.push(`  **${f.readyWhileRefused} affected client(s) were Ready with a new token while TokenRequest was refused** (not possible: a bench or operator bug).`);
   }
   out.push('');
   return out.join('\n');

@@ -10,6 +10,10 @@
  *   cold      restart over N Ready clients: spawn -> ready (caches synced) -> every client reconciled, writes;
  *   move      N/10 clients change tier at once (the premium Tier gains their group): time until every
  *             old token fails TokenReview (uncached: a one-off extra audience), time until all Ready again;
+ *   failure   TokenRequest refused by an admission policy for --refusal (1m) while N/20 new clients and
+ *             N/20 renewals need a token, then allowed: how soon each says so (Ready=False IssuanceFailed/
+ *             RenewalFailed), the operator's requests meanwhile, how soon all are Ready again
+ *             (bench/lib/phases/failure.ts);
  *   rotation  tiers switched to 10m tokens renewed after 30s: the switch-over burst, then rotations per
  *             second sustained over a window, and how late each token was replaced after its renewAt;
  *   memory    the operator's peak RSS (VmHWM) over all of the above.
@@ -17,7 +21,14 @@
  *
  *   node bench/run.ts [--sizes=100,1000,5000] [--quick] [--steady=5m] [--rotation=3m] [--workers=4]
  *                     [--apply-concurrency=32] [--log-level=warn] [--operator-root=DIR] [--label=NAME]
- *                     [--phases=floor,create,steady,cold,move,rotation] [--no-docs] [--keep]
+ *                     [--phases=floor,create,steady,cold,move,failure,rotation] [--no-docs] [--keep]
+ *                     [--shape=classic|bindings|ssa|realistic] [--refusal=1m]
+ *
+ * --shape (bench/lib/workload.ts): classic is the shape of every result before issue 9; bindings adds
+ * TenantBindings with quotas in every tenant; ssa creates the clients by server-side apply with a
+ * last-applied-configuration annotation, as a GitOps tool leaves them; realistic is both. Every shape
+ * waits, while creating, for each client to settle where the operator's own resolution policy says it
+ * must (bench/lib/resolution.ts): Ready on its tier through its grant, or QuotaExceeded.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -50,9 +61,12 @@ import {
   tierObject,
   type ClientDef,
 } from './lib/workload.ts';
+import { runFailure, type FailureResult } from './lib/phases/failure.ts';
+import { expectedResolutions, resolutionSummary, settled, type Expected, type ResolutionSummary } from './lib/resolution.ts';
+import { SHAPES, GITOPS_FIELD_MANAGER, appliedClientObject, bindingObject, bindings as bindingDefs, shapeHasBindings, shapeUsesSsa, type Shape } from './lib/workload.ts';
 import { writeReport } from './report.ts';
 
-const PHASES = ['floor', 'create', 'steady', 'cold', 'move', 'rotation'] as const;
+const PHASES = ['floor', 'create', 'steady', 'cold', 'move', 'failure', 'rotation'] as const;
 type Phase = (typeof PHASES)[number];
 
 const { values: flags } = parseArgs({
@@ -73,6 +87,8 @@ const { values: flags } = parseArgs({
     'no-docs': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
+    shape: { type: 'string', default: 'classic' },
+    refusal: { type: 'string', default: '1m' },
   },
   strict: true,
 });
@@ -92,7 +108,10 @@ const options = {
   readyTimeoutMs: parseDuration(flags['ready-timeout']),
   quick,
   cpuProf: flags['cpu-prof'],
+  shape: flags.shape as Shape,
+  refusalMs: parseDuration(flags.refusal),
 };
+if (!SHAPES.includes(options.shape)) throw new Error(`--shape: unknown shape ${options.shape} (one of ${SHAPES.join(', ')})`);
 for (const n of options.sizes) if (!Number.isInteger(n) || n <= 0 || n % 20 !== 0) throw new Error(`--sizes: ${n} is not a positive multiple of 20`);
 for (const p of options.phases) if (!PHASES.includes(p)) throw new Error(`--phases: unknown phase ${p}`);
 
@@ -128,6 +147,10 @@ interface SizeResult {
   users: number;
   tenants: number;
   tiers: number;
+  shape: Shape;
+  /** TenantBindings created (bindings shapes): how many, how many with maxClients, and what clients should settle to. */
+  bindings?: { count: number; withQuota: number; members: number };
+  resolution?: ResolutionSummary;
   errors: Record<string, string>;
   floor?: Omit<FloorResult, 'perClientMs'> & { perClientMs: Latencies; cpu: CpuUsage };
   create?: {
@@ -135,7 +158,16 @@ interface SizeResult {
     allReadyMs: number;
     quietMs: number;
     quiet: boolean;
+    /** Create to settled: Ready on the tier the resolution policy gives it (or QuotaExceeded), for good. */
     latencyMs: Latencies;
+    /** Create to the first Ready=True, whatever the tier. */
+    firstReadyMs?: Latencies;
+    /** Clients Ready on some tier before they settled on another (quota ranking seen late). */
+    movedBeforeSettling?: number;
+    /** Clients not settled when the phase ended (timeout). */
+    unsettled?: number;
+    /** Bytes of one client as applied (the SSA shape's annotation included). */
+    clientBytes?: number;
     ratioToFloor?: number;
     requests: RequestBreakdown;
     perClient: { writes: number; reads: number; byVerb: Record<string, number> };
@@ -186,6 +218,7 @@ interface SizeResult {
     cpu: CpuUsage;
     profile: ReconcileProfile | undefined;
   };
+  failure?: FailureResult;
   operator?: {
     peakRssBytes: number;
     peakRssByProcess: number[];
@@ -220,7 +253,7 @@ const isReady = (obj: KObject): boolean =>
   ((obj.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 
 async function runSize(n: number): Promise<SizeResult> {
-  const res: SizeResult = { n, users: n / 2, tenants: TENANTS, tiers: TIERS.length, errors: {} };
+  const res: SizeResult = { n, users: n / 2, tenants: TENANTS, tiers: TIERS.length, shape: options.shape, errors: {} };
   results.runs.push(res);
   const workDir = path.join(workRoot, `n${n}`);
   fs.mkdirSync(workDir, { recursive: true });
@@ -241,7 +274,23 @@ async function runSize(n: number): Promise<SizeResult> {
   const profDir = (k: number) => path.join(workDir, `cpuprof-${k}`);
   const profArgs = (k: number) => (options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir(k)}`] : []);
   const runLabels = { [RUN_LABEL]: runId };
-  const defs = workload(n);
+  const defs = workload(n, options.shape);
+  const ssa = shapeUsesSsa(options.shape);
+  const namespaceOf = (def: ClientDef) => tenantNamespace('bench', def.tenant);
+  /** One client, created as the shape says: POST, or server-side apply by a GitOps tool's field manager. */
+  const applyClient = (def: ClientDef, ns: string): Promise<KObject> =>
+    ssa
+      ? retrying(() =>
+          admin.patch(R.client, ns, def.name, appliedClientObject(def, ns, runLabels), undefined, 'application/apply-patch+yaml', {
+            fieldManager: GITOPS_FIELD_MANAGER,
+            force: 'true',
+          }),
+        )
+      : retrying(() => admin.create(R.client, ns, clientObject(def, ns, runLabels)));
+  /** What each client settles to (set once the create phase has applied them all). */
+  let expected = new Map<string, Expected>();
+  /** Clients that hold a token once settled (all but QuotaExceeded). */
+  let holders = n;
   const mark = async (): Promise<{ snap: ApiserverSnapshot; bench: Map<string, number>; cpu: CpuReading; op?: OperatorMetrics }> => {
     const bench = new Map(admin.counts);
     const snap = await apiserverSnapshot(bc);
@@ -267,9 +316,18 @@ async function runSize(n: number): Promise<SizeResult> {
   // Clients' readiness, as the bench sees it (watch, local clock).
   const sentAt = new Map<string, number>();
   const readyAt = new Map<string, number>();
+  /** While creating: each client's states as seen, to tell when it settled for good. */
+  const history = new Map<string, { at: number; obj: KObject }[]>();
+  let recordHistory = false;
   const clientTracker = new Tracker<KObject>(admin, R.client, { labelSelector: `${RUN_LABEL}=${runId}` }, (type, obj, at) => {
     const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
     if (type !== 'DELETED' && isReady(obj) && !readyAt.has(key)) readyAt.set(key, at);
+    if (recordHistory && type !== 'DELETED') {
+      const { status } = obj;
+      const h = history.get(key) ?? [];
+      h.push({ at, obj: { metadata: { name: obj.metadata.name }, status } });
+      history.set(key, h);
+    }
   });
 
   try {
@@ -311,6 +369,19 @@ async function runSize(n: number): Promise<SizeResult> {
         await sleep(200);
       }
     }
+    if (shapeHasBindings(options.shape)) {
+      const bdefs = bindingDefs(defs);
+      for (const b of bdefs) await retrying(() => admin.create(R.binding, tenantNamespace('bench', b.tenant), bindingObject(b, tenantNamespace('bench', b.tenant), runLabels)));
+      res.bindings = { count: bdefs.length, withQuota: bdefs.filter((b) => b.maxClients !== undefined).length, members: bdefs.reduce((a, b) => a + b.members, 0) };
+      const bindingDeadline = Date.now() + 60_000;
+      for (;;) {
+        const list = await admin.list(R.binding, undefined, { labelSelector: `${RUN_LABEL}=${runId}` });
+        if (list.items.length === bdefs.length && list.items.every(isReady)) break;
+        if (Date.now() > bindingDeadline) throw new Error('TenantBindings not Ready in 60s');
+        await sleep(200);
+      }
+      log(`N=${n}: ${bdefs.length} TenantBindings Ready (${res.bindings.withQuota} with maxClients) naming ${res.bindings.members} clients' subjects`);
+    }
     await waitQuiet(op, performance.now(), 2000, 60_000);
     await clientTracker.start();
 
@@ -319,34 +390,88 @@ async function runSize(n: number): Promise<SizeResult> {
       const m0 = await mark();
       const logFrom = logOffset((op as OperatorProcess).logPath);
       const t0 = Date.now();
+      recordHistory = true;
+      const created: KObject[] = [];
       await pool(defs, options.applyConcurrency, async (def) => {
-        const ns = tenantNamespace('bench', def.tenant);
+        const ns = namespaceOf(def);
         sentAt.set(`${ns}/${def.name}`, Date.now());
-        await retrying(() => admin.create(R.client, ns, clientObject(def, ns, runLabels)));
+        created.push(await applyClient(def, ns));
       });
       const applyMs = Date.now() - t0;
-      log(`N=${n}: applied ${n} clients in ${applyMs} ms`);
+      log(`N=${n}: applied ${n} clients in ${applyMs} ms${ssa ? ` (server-side apply by ${GITOPS_FIELD_MANAGER})` : ''}`);
+      // Where each client must settle, from the objects as created (creationTimestamp ranks quotas).
+      const tiers = (await admin.list(R.tier, undefined, { labelSelector: `${RUN_LABEL}=${runId}` })).items;
+      const bindings = (await admin.list(R.binding, undefined, { labelSelector: `${RUN_LABEL}=${runId}` })).items;
+      expected = expectedResolutions(created, tiers, bindings);
+      res.resolution = resolutionSummary(expected);
+      holders = n - res.resolution.quotaExceeded;
+      log(`N=${n}: expected: ${JSON.stringify(res.resolution)}`);
+      const settledCount = () => [...expected].filter(([k, e]) => settled(clientTracker.objects.get(k), e)).length;
       const deadline = Date.now() + options.readyTimeoutMs;
       let lastLog = Date.now();
-      while (readyAt.size < n) {
-        if (Date.now() > deadline) throw new Error(`only ${readyAt.size} of ${n} clients Ready after ${options.readyTimeoutMs} ms`);
+      let unsettled: number;
+      // An operator that has stopped writing with its queue empty while clients are not where the
+      // policy says is a finding, not a wait: stop after a minute of that.
+      let opWrites = -1;
+      let opChangedAt = Date.now();
+      let stalled = false;
+      for (;;) {
+        unsettled = n - settledCount();
+        if (unsettled === 0) break;
+        if (Date.now() > deadline) break;
         if (!op?.running()) throw new Error('the operator exited');
+        const m = await op.metrics().catch(() => undefined);
+        if (m && (m.writes !== opWrites || Object.values(m.queueDepth).some((d) => d > 0))) {
+          opWrites = m.writes;
+          opChangedAt = Date.now();
+        } else if (Date.now() - opChangedAt > 60_000) {
+          stalled = true;
+          break;
+        }
         if (Date.now() - lastLog > 30_000) {
-          log(`N=${n}: ${readyAt.size}/${n} Ready after ${Math.round((Date.now() - t0) / 1000)} s`);
+          log(`N=${n}: ${n - unsettled}/${n} settled (${readyAt.size} Ready) after ${Math.round((Date.now() - t0) / 1000)} s`);
           lastLog = Date.now();
         }
         await sleep(100);
       }
-      const allReady = Math.max(...readyAt.values());
+      recordHistory = false;
+      // Each client settled at the first of its states from which every later one is settled.
+      const settledAt = new Map<string, number>();
+      let movedBeforeSettling = 0;
+      for (const [k, e] of expected) {
+        const h = history.get(k) ?? [];
+        let at: number | undefined;
+        for (let i = h.length - 1; i >= 0 && settled((h[i] as { obj: KObject }).obj, e); i--) at = (h[i] as { at: number }).at;
+        if (at !== undefined) settledAt.set(k, at);
+        if (!('quotaExceeded' in e) && h.some((x) => isReady(x.obj) && (x.obj.status as { tier?: string }).tier !== e.tier)) movedBeforeSettling++;
+      }
+      history.clear();
+      if (unsettled > 0) {
+        const examples = [...expected]
+          .filter(([k, e]) => !settled(clientTracker.objects.get(k), e))
+          .slice(0, 5)
+          .map(([k, e]) => {
+            const st = clientTracker.objects.get(k)?.status as { tier?: string; tierReason?: string; conditions?: { type: string; status: string; reason?: string }[] } | undefined;
+            const cond = (st?.conditions ?? []).map((c) => `${c.type}=${c.status}/${c.reason ?? ''}`).join(',');
+            return `${k}: expected ${JSON.stringify(e)}, is ${st?.tier ?? '-'} (${st?.tierReason ?? '-'}; ${cond})`;
+          });
+        throw new Error(`only ${n - unsettled} of ${n} clients settled ${stalled ? 'when the operator had been idle for 60 s' : `after ${options.readyTimeoutMs} ms`}: ${examples.join('; ')}`);
+      }
+      const allReady = Math.max(...settledAt.values());
       const quiet = await waitQuiet(op as OperatorProcess, perfOf(allReady), options.quietMs, 300_000);
       const { b, requests, cpu } = await between(m0);
-      const lat = [...sentAt].map(([k, s]) => (readyAt.get(k) as number) - s);
+      const lat = [...sentAt].map(([k, s]) => (settledAt.get(k) as number) - s);
+      const firstReady = [...sentAt].filter(([k]) => readyAt.has(k)).map(([k, s]) => (readyAt.get(k) as number) - s);
       res.create = {
         applyMs,
         allReadyMs: allReady - t0,
         quietMs: Math.round(epochOf(quiet.lastWriteAt) - t0),
         quiet: quiet.quiet,
         latencyMs: latencies(lat),
+        firstReadyMs: latencies(firstReady),
+        movedBeforeSettling,
+        unsettled,
+        clientBytes: JSON.stringify(ssa ? appliedClientObject(defs[0] as ClientDef, namespaceOf(defs[0] as ClientDef), runLabels) : clientObject(defs[0] as ClientDef, namespaceOf(defs[0] as ClientDef), runLabels)).length,
         requests,
         perClient: perClient(requests, n),
         reconciles: diffRecord(m0.op?.reconciles ?? {}, b.op?.reconciles ?? {}),
@@ -357,7 +482,7 @@ async function runSize(n: number): Promise<SizeResult> {
         profile: profileLog((op as OperatorProcess).logPath, logFrom),
         ...(res.floor ? { ratioToFloor: round2((allReady - t0) / res.floor.durationMs) } : {}),
       };
-      log(`N=${n}: all Ready in ${res.create.allReadyMs} ms (floor ${Math.round(res.floor?.durationMs ?? NaN)} ms); ${res.create.perClient.writes} writes, ${res.create.perClient.reads} reads per client`);
+      log(`N=${n}: all settled in ${res.create.allReadyMs} ms, ${movedBeforeSettling} Ready on another tier first (floor ${Math.round(res.floor?.durationMs ?? NaN)} ms); ${res.create.perClient.writes} writes, ${res.create.perClient.reads} reads per client`);
     });
 
     // ---------------------------------------------------------------- steady
@@ -482,6 +607,27 @@ async function runSize(n: number): Promise<SizeResult> {
       log(`N=${n}: tier move of ${movers.length}: every old token failed after ${res.move.allOldTokensFailedMs} ms; all Ready in premium after ${allMoved} ms`);
     });
 
+    // ---------------------------------------------------------------- failure
+    await phase('failure', async () => {
+      if (!options.phases.has('create')) throw new Error('the failure phase needs the create phase');
+      res.failure = await runFailure({
+        n,
+        admin,
+        mark,
+        between: between as (m: unknown) => ReturnType<typeof between>,
+        quiet: async () => void (await waitQuiet(op as OperatorProcess, performance.now(), options.quietMs, 300_000)),
+        runLabel: RUN_LABEL,
+        runId,
+        labels: runLabels,
+        defs,
+        apply: applyClient,
+        namespaceOf,
+        refusalMs: options.refusalMs,
+        concurrency: options.applyConcurrency,
+        log: (line) => log(`N=${n}: ${line}`),
+      });
+    });
+
     // ---------------------------------------------------------------- rotation
     await phase('rotation', async () => {
       interface Held { tokenId: string; renewAt: number; expiresAt: number; expiration: string }
@@ -513,7 +659,7 @@ async function runSize(n: number): Promise<SizeResult> {
         const burstDeadline = t0 + options.readyTimeoutMs;
         while (Date.now() < burstDeadline) {
           const switched = [...held.values()].filter((h) => h.expiration === '600').length;
-          if (switched >= n) {
+          if (switched >= holders) {
             burstEnd = Date.now();
             break;
           }
@@ -542,7 +688,7 @@ async function runSize(n: number): Promise<SizeResult> {
         res.rotation = {
           burstMs,
           windowMs: w1 - w0,
-          demandPerSecond: round2(n / 30),
+          demandPerSecond: round2(holders / 30),
           rotationsPerSecond: round2(nRot / seconds),
           rotationsInWindow: nRot,
           dueInWindow: due,

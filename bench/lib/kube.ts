@@ -171,8 +171,10 @@ export class Kube {
     return this.request<T>('POST', resourcePath(type, namespace), body);
   }
 
-  patch<T extends KObject = KObject>(type: ResourceType, namespace: string | undefined, name: string, patch: unknown, subresource?: string, contentType = 'application/merge-patch+json'): Promise<T> {
-    return this.request<T>('PATCH', resourcePath(type, namespace, name, subresource), patch, contentType);
+  /** A PATCH; `query` e.g. { fieldManager, force } for server-side apply (application/apply-patch+yaml). */
+  patch<T extends KObject = KObject>(type: ResourceType, namespace: string | undefined, name: string, patch: unknown, subresource?: string, contentType = 'application/merge-patch+json', query?: Record<string, string>): Promise<T> {
+    const qs = query ? `?${new URLSearchParams(query).toString()}` : '';
+    return this.request<T>('PATCH', `${resourcePath(type, namespace, name, subresource)}${qs}`, patch, contentType);
   }
 
   async remove(type: ResourceType, namespace: string | undefined, name: string): Promise<boolean> {

@@ -1,0 +1,113 @@
+/**
+ * What every client's tier should be once the operator has settled, computed by the bench from the
+ * live objects with the operator's own pure policy (src/policy/tier-resolution.ts), the way
+ * src/reconcilers/resolution.ts applies it: a TenantBinding whose maxClients is taken withholds its
+ * grant (clients bound through it ranked oldest first, then by name), the client falls back to the
+ * next tier it qualifies for, and gets QuotaExceeded when there is none. The bench then waits for
+ * each client to show exactly that, not merely Ready: under a quota, a client may be Ready on one
+ * tier and later move when an older client appears in the operator's cache.
+ */
+import type { ServiceAccountClient, TenantBinding, Tier } from '../../src/api/index.ts';
+import { resolveTier, withinQuota, type Resolution } from '../../src/policy/tier-resolution.ts';
+import type { KObject } from './kube.ts';
+
+/** A tier (its status.tierReason, the binding it holds, whether a full quota passed it over), or QuotaExceeded. */
+export type Expected = { tier: string; source: string; binding?: string; fellBack: boolean } | { quotaExceeded: true };
+
+interface Condition {
+  type: string;
+  status: string;
+  reason?: string;
+}
+
+const conditions = (obj: KObject): Condition[] => (obj.status as { conditions?: Condition[] } | undefined)?.conditions ?? [];
+
+/** The client shows what is expected of it: Ready on the expected tier through the expected grant, or QuotaExceeded. */
+export function settled(obj: KObject | undefined, expected: Expected | undefined): boolean {
+  if (obj === undefined || expected === undefined) return false;
+  const cs = conditions(obj);
+  if ('quotaExceeded' in expected) return cs.some((c) => c.type === 'TierResolved' && c.status === 'False' && c.reason === 'QuotaExceeded');
+  const status = obj.status as { tier?: string; tierReason?: string } | undefined;
+  return cs.some((c) => c.type === 'Ready' && c.status === 'True') && status?.tier === expected.tier && status.tierReason === expected.source;
+}
+
+/** "namespace/name" -> what the client should settle to. */
+export function expectedResolutions(clients: readonly KObject[], tiers: readonly KObject[], bindings: readonly KObject[]): Map<string, Expected> {
+  const liveTiers = tiers as unknown as Tier[];
+  const byNamespace = new Map<string, ServiceAccountClient[]>();
+  for (const c of clients as unknown as ServiceAccountClient[]) {
+    if (c.metadata.deletionTimestamp) continue;
+    const ns = c.metadata.namespace as string;
+    byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), c]);
+  }
+  const out = new Map<string, Expected>();
+  for (const [ns, members] of byNamespace) {
+    const nsBindings = (bindings as unknown as TenantBinding[]).filter((b) => b.metadata.namespace === ns);
+    const resolve = (c: ServiceAccountClient, excluded?: Set<string>): Resolution =>
+      resolveTier({
+        subject: c.spec.subject,
+        tiers: liveTiers,
+        bindings: nsBindings,
+        ...(c.spec.tierRef ? { requestedTier: c.spec.tierRef.name } : {}),
+        ...(excluded ? { excludedBindings: excluded } : {}),
+      });
+    // Best grant of every client with no binding excluded: who counts against which quota.
+    const boundTo = new Map<string, ServiceAccountClient[]>();
+    for (const c of members) {
+      const r = resolve(c);
+      const b = r.resolved ? r.binding?.metadata.name : undefined;
+      if (b !== undefined) boundTo.set(b, [...(boundTo.get(b) ?? []), c]);
+    }
+    const member = (c: ServiceAccountClient) => ({ namespace: ns, name: c.metadata.name, creationTimestamp: c.metadata.creationTimestamp });
+    for (const c of members) {
+      const excluded = new Set<string>();
+      let result: Expected | undefined;
+      for (;;) {
+        const r = resolve(c, excluded);
+        const binding = r.resolved ? r.binding : undefined;
+        if (binding?.spec.maxClients === undefined) {
+          result = r.resolved
+            ? { tier: r.tier.metadata.name, source: r.source, ...(r.binding ? { binding: r.binding.metadata.name } : {}), fellBack: excluded.size > 0 }
+            : excluded.size > 0
+              ? { quotaExceeded: true }
+              : undefined;
+          break;
+        }
+        const bound = (boundTo.get(binding.metadata.name) ?? []).map(member);
+        if (!bound.some((m) => m.name === c.metadata.name)) bound.push(member(c));
+        if (withinQuota(member(c), bound, binding.spec.maxClients)) {
+          result = { tier: (r as { tier: Tier }).tier.metadata.name, source: (r as { source: string }).source, binding: binding.metadata.name, fellBack: excluded.size > 0 };
+          break;
+        }
+        excluded.add(binding.metadata.name);
+      }
+      if (result) out.set(`${ns}/${c.metadata.name}`, result);
+    }
+  }
+  return out;
+}
+
+/** What the clients should settle to, counted for the report. */
+export interface ResolutionSummary {
+  /** Clients holding their tier through a TenantBinding. */
+  throughBindings: number;
+  /** Clients a full quota passed over, holding the next tier they qualify for. */
+  quotaFallback: number;
+  /** Clients with QuotaExceeded (asked for a tier only a full binding grants). */
+  quotaExceeded: number;
+  byTier: Record<string, number>;
+}
+
+export function resolutionSummary(expected: Map<string, Expected>): ResolutionSummary {
+  const out: ResolutionSummary = { throughBindings: 0, quotaFallback: 0, quotaExceeded: 0, byTier: {} };
+  for (const e of expected.values()) {
+    if ('quotaExceeded' in e) {
+      out.quotaExceeded++;
+      continue;
+    }
+    out.byTier[e.tier] = (out.byTier[e.tier] ?? 0) + 1;
+    if (e.binding !== undefined) out.throughBindings++;
+    if (e.fellBack) out.quotaFallback++;
+  }
+  return out;
+}
