@@ -216,6 +216,8 @@ interface SizeResult {
   memory?: Record<string, PhaseMemory>;
   /** Set when the kernel OOM-killed the operator: the run failed. */
   oomKilled?: { phase: string; oomKills: number };
+  /** Set when the operator exited by itself (e.g. V8's "heap out of memory"): the run failed. */
+  crashed?: { code: number | null; signal: string | null; logTail: string };
   operator?: {
     peakRssBytes: number;
     peakRssByProcess: number[];
@@ -429,6 +431,7 @@ async function runSize(n: number): Promise<SizeResult> {
     await phase('cold', async () => {
       peakRss.push(op?.peakRss() ?? 0);
       await op?.stop();
+      sampler.start(); // the cold phase's memory is the new process's, from here
       const m0 = await mark();
       op = await OperatorProcess.start({
         root: options.operatorRoot,
@@ -617,6 +620,11 @@ async function runSize(n: number): Promise<SizeResult> {
     res.errors.setup = err instanceof Error ? err.message : String(err);
     log(`N=${n}: failed: ${res.errors.setup}`);
   } finally {
+    const exited = op?.exitedWith();
+    if (op && exited) {
+      res.crashed = { ...exited, logTail: fs.readFileSync(op.logPath, 'utf8').split('\n').slice(-8).join('\n') };
+      log(`N=${n}: !!! the operator exited by itself (${JSON.stringify(exited)}):\n${res.crashed.logTail}`);
+    }
     if (op) {
       peakRss.push(op.peakRss());
       await op.stop();
@@ -682,7 +690,7 @@ async function main(): Promise<void> {
   }
   results.finishedAt = new Date().toISOString();
   saveResults();
-  const oom = results.runs.filter((r) => r.oomKilled);
+  const oom = results.runs.filter((r) => r.oomKilled || r.crashed);
   if (!quick && flags.docs && !flags['no-docs']) {
     const doc = writeReport(resultsDir, path.join(repoRoot, 'docs/benchmarks.md'));
     log(`wrote ${path.relative(repoRoot, doc)}`);
@@ -690,7 +698,10 @@ async function main(): Promise<void> {
   log(`results: ${path.relative(repoRoot, resultsFile)}`);
   if (!flags.keep) fs.rmSync(workRoot, { recursive: true, force: true });
   if (oom.length > 0) {
-    for (const r of oom) console.error(`\nFAILED: OOM KILL at N=${r.n} during ${r.oomKilled?.phase}: the operator exceeded its ${mib(options.memoryLimitBytes ?? 0)} MiB memory limit\n`);
+    for (const r of oom) {
+      if (r.oomKilled) console.error(`\nFAILED: OOM KILL at N=${r.n} during ${r.oomKilled.phase}: the operator exceeded its ${mib(options.memoryLimitBytes ?? 0)} MiB memory limit\n`);
+      else console.error(`\nFAILED: the operator exited by itself at N=${r.n} (${JSON.stringify({ code: r.crashed?.code, signal: r.crashed?.signal })}):\n${r.crashed?.logTail}\n`);
+    }
     process.exit(3);
   }
 }
