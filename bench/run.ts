@@ -564,6 +564,7 @@ async function runSize(n: number): Promise<SizeResult> {
         let burstEnd: number | null = null;
         const burstDeadline = t0 + options.readyTimeoutMs;
         while (Date.now() < burstDeadline) {
+          if (!op?.running()) throw new Error(`the operator exited (${JSON.stringify(op?.exitedWith())})`);
           const switched = [...held.values()].filter((h) => h.expiration === '600').length;
           if (switched >= n) {
             burstEnd = Date.now();
