@@ -23,4 +23,6 @@ COPY --chown=root:root src ./src
 # root's and read-only to it (the Deployment also mounts the root filesystem read-only).
 USER 1000:1000
 EXPOSE 8080 8081
+# No heap flags here: the Deployment sets NODE_OPTIONS=--max-old-space-size next to its memory limit
+# (manifests/deployment.yaml), so the two change together (README, "Sizing: memory").
 ENTRYPOINT ["node", "src/main.ts"]

@@ -44,6 +44,8 @@ interface Run {
     requestsPerRotation: { writes: number; reads: number; byVerb: Record<string, number> }; cpu: Cpu;
   };
   operator?: { peakRssBytes: number };
+  memory?: Record<string, { cgroupPeakBytes?: number; cgroupAnonPeakBytes?: number; oomKills?: number; rssPeakBytes: number; heapUsedPeakBytes: number; heapTotalPeakBytes: number; externalPeakBytes: number }>;
+  oomKilled?: { phase: string };
 }
 interface Results {
   startedAt: string;
@@ -51,7 +53,7 @@ interface Results {
   quick: boolean;
   machine: { cpuModel: string; cores: number; memoryGiB: number; os: string; node: string };
   git: { commit: string; dirtySrc: boolean };
-  options: { workers: number; applyConcurrency: number; steadyMs: number; rotationMs: number; logLevel: string; operatorRoot: string; shape?: string; refusalMs?: number };
+  options: { workers: number; applyConcurrency: number; steadyMs: number; rotationMs: number; logLevel: string; operatorRoot: string; shape?: string; refusalMs?: number; memoryLimitBytes?: number; nodeOptions?: string };
   kubernetes?: string;
   etcd?: string;
   runs: Run[];
@@ -168,7 +170,7 @@ function section(label: string, byN: Map<number, { run: Run; file: Results }>): 
   out.push('');
   out.push(
     table(
-      ['N', 'steady window', 'writes', 'reads', 'cold start: ready (s)', 'all reconciled (s)', 'writes at start', `tier move of N/10: every old token fails (s)`, 'p50 / max (s)', 'moved clients Ready (s)', 'peak RSS (MiB)'],
+      ['N', 'steady window', 'writes', 'reads', 'cold start: ready (s)', 'all reconciled (s)', 'writes at start', `tier move of N/10: every old token fails (s)`, 'p50 / max (s)', 'moved clients Ready (s)', runs.some((r) => r.memory) ? 'peak RSS (MiB)' : 'peak RSS, no memory limit (MiB)'],
       runs.map((r) => [
         String(r.n),
         r.steady ? `${Math.round(r.steady.windowMs / 1000)} s` : '—',
@@ -185,6 +187,22 @@ function section(label: string, byN: Map<number, { run: Run; file: Results }>): 
     ),
   );
   out.push('');
+  const limit = files.find((f) => f.options.memoryLimitBytes)?.options;
+  if (runs.some((r) => r.memory)) {
+    out.push(`### Memory per phase${limit?.memoryLimitBytes ? `, inside a ${mib(limit.memoryLimitBytes)} MiB memory cgroup (NODE_OPTIONS ${limit.nodeOptions ? `\`${limit.nodeOptions}\`` : 'unset'})` : ', no memory limit'}`);
+    out.push('');
+    out.push('cgroup peak: memory.max_usage_in_bytes (anonymous memory and page cache, what the limit is checked against); anon: the highest anonymous memory sampled; RSS counts shared file pages the cgroup does not (the node binary). Heap and external: the operator\'s /metrics, sampled each second.');
+    out.push('');
+    out.push(
+      table(
+        ['N', 'phase', 'cgroup peak (MiB)', 'anon peak (MiB)', 'RSS peak (MiB)', 'heap used / total peak (MiB)', 'external peak (MiB)', 'OOM kill'],
+        runs.flatMap((r) =>
+          Object.entries(r.memory ?? {}).map(([phase, m]) => [String(r.n), phase, mib(m.cgroupPeakBytes), mib(m.cgroupAnonPeakBytes), mib(m.rssPeakBytes), `${mib(m.heapUsedPeakBytes)} / ${mib(m.heapTotalPeakBytes)}`, mib(m.externalPeakBytes), m.oomKills ? '**yes**' : 'no']),
+        ),
+      ),
+    );
+    out.push('');
+  }
   out.push('### Rotation: 10-minute tokens renewed 30 s after issue (renewBefore 9m30s, gracePeriod 30s)');
   out.push('');
   out.push(

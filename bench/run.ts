@@ -16,13 +16,16 @@
  *             (bench/lib/phases/failure.ts);
  *   rotation  tiers switched to 10m tokens renewed after 30s: the switch-over burst, then rotations per
  *             second sustained over a window, and how late each token was replaced after its renewAt;
- *   memory    the operator's peak RSS (VmHWM) over all of the above.
+ *   memory    per phase, the operator inside a memory cgroup with the Deployment's limit and heap flags
+ *             (--memory-limit, --node-options): the cgroup's peak, peak RSS, V8 heap used/total and
+ *             external memory; an OOM kill fails the run (exit code 3). Also peak RSS (VmHWM) overall.
  * Writes bench/results/<timestamp>.json after every phase and regenerates docs/benchmarks.md.
  *
  *   node bench/run.ts [--sizes=100,1000,5000] [--quick] [--steady=5m] [--rotation=3m] [--workers=4]
  *                     [--apply-concurrency=32] [--log-level=warn] [--operator-root=DIR] [--label=NAME]
  *                     [--phases=floor,create,steady,cold,move,failure,rotation] [--no-docs] [--keep]
  *                     [--shape=classic|bindings|ssa|realistic] [--refusal=1m]
+ *                     [--memory-limit=192Mi|none] [--node-options='--max-old-space-size=96']
  *
  * --shape (bench/lib/workload.ts): classic is the shape of every result before issue 9; bindings adds
  * TenantBindings with quotas in every tenant; ssa creates the clients by server-side apply with a
@@ -40,6 +43,7 @@ import { parseDuration } from '../src/policy/duration.ts';
 import { floorTierNamespace, prepareFloor, runFloor, type FloorResult } from './floor.ts';
 import { apiserverSnapshot, breakdown, repoRoot, startCluster, type ApiserverSnapshot, type BenchCluster, type RequestBreakdown } from './lib/cluster.ts';
 import { Kube, R, Tracker, pool, retrying, sleep, type KObject } from './lib/kube.ts';
+import { MemoryCgroup, MemorySampler, deploymentMemory, maxOldSpaceMiB, mib, parseQuantity, type PhaseMemory } from './lib/cgroup.ts';
 import { OperatorProcess, logOffset, profileLog, summarizeCpuProfiles, waitQuiet, type CpuProfileSummary, type OperatorMetrics, type ReconcileProfile } from './lib/operator.ts';
 import { CpuMeter, cpuUsage, machine, percentile, round2, type CpuReading, type CpuUsage } from './lib/system.ts';
 import {
@@ -89,6 +93,8 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'boolean', default: false },
     shape: { type: 'string', default: 'classic' },
     refusal: { type: 'string', default: '1m' },
+    'memory-limit': { type: 'string' },
+    'node-options': { type: 'string' },
   },
   strict: true,
 });
@@ -110,8 +116,28 @@ const options = {
   cpuProf: flags['cpu-prof'],
   shape: flags.shape as Shape,
   refusalMs: parseDuration(flags.refusal),
+  ...memoryOptions(),
 };
 if (!SHAPES.includes(options.shape)) throw new Error(`--shape: unknown shape ${options.shape} (one of ${SHAPES.join(', ')})`);
+
+/**
+ * The operator's memory limit and Node flags: by default the Deployment's (manifests/deployment.yaml).
+ * At another --memory-limit, the Deployment's --max-old-space-size is scaled by the same ratio;
+ * --memory-limit=none runs it unconstrained and without heap flags (how the bench ran before).
+ */
+function memoryOptions(): { memoryLimitBytes: number | undefined; nodeOptions: string | undefined } {
+  const dep = deploymentMemory(path.join(repoRoot, 'manifests/deployment.yaml'));
+  const text = flags['memory-limit'];
+  if (text === 'none') return { memoryLimitBytes: undefined, nodeOptions: flags['node-options'] };
+  const limit = text ? parseQuantity(text) : dep.limitBytes;
+  if (limit === undefined) throw new Error('--memory-limit: the Deployment sets no memory limit; give one, or none');
+  let nodeOptions = flags['node-options'] ?? dep.nodeOptions;
+  const oldSpace = maxOldSpaceMiB(dep.nodeOptions);
+  if (flags['node-options'] === undefined && oldSpace !== undefined && dep.limitBytes && limit !== dep.limitBytes) {
+    nodeOptions = (dep.nodeOptions ?? '').replace(/--max-old-space-size[= ]\d+/, `--max-old-space-size=${Math.floor((oldSpace * limit) / dep.limitBytes)}`);
+  }
+  return { memoryLimitBytes: limit, nodeOptions };
+}
 for (const n of options.sizes) if (!Number.isInteger(n) || n <= 0 || n % 20 !== 0) throw new Error(`--sizes: ${n} is not a positive multiple of 20`);
 for (const p of options.phases) if (!PHASES.includes(p)) throw new Error(`--phases: unknown phase ${p}`);
 
@@ -219,6 +245,12 @@ interface SizeResult {
     profile: ReconcileProfile | undefined;
   };
   failure?: FailureResult;
+  /** Per phase: the operator's memory (cgroup figures when it ran inside one). */
+  memory?: Record<string, PhaseMemory>;
+  /** Set when the kernel OOM-killed the operator: the run failed. */
+  oomKilled?: { phase: string; oomKills: number };
+  /** Set when the operator exited by itself (e.g. V8's "heap out of memory"): the run failed. */
+  crashed?: { code: number | null; signal: string | null; logTail: string };
   operator?: {
     peakRssBytes: number;
     peakRssByProcess: number[];
@@ -264,6 +296,15 @@ async function runSize(n: number): Promise<SizeResult> {
   const admin = bc.admin;
   let op: OperatorProcess | undefined;
   const peakRss: number[] = [];
+  const cgroup = options.memoryLimitBytes === undefined ? undefined : MemoryCgroup.create(`tokenwarden-bench-${process.pid}-n${n}`, options.memoryLimitBytes);
+  if (cgroup) log(`N=${n}: operator in memory cgroup ${cgroup.dir}, limit ${mib(cgroup.limitBytes)} MiB, NODE_OPTIONS=${options.nodeOptions ?? ''}`);
+  const sampler = new MemorySampler(
+    () => (op?.running() ? op.pid : 0),
+    async () => (op?.running() ? await op.metrics() : undefined),
+    cgroup,
+  );
+  sampler.onOom = (r) => log(`N=${n}: !!! OOM KILL: the kernel killed the operator at the ${mib(cgroup?.limitBytes ?? 0)} MiB limit (oom_kill ${r.oomKills})`);
+  const memoryOf = { cgroup, nodeOptions: options.nodeOptions };
   const meter = new CpuMeter(() => ({
     operator: op?.running() ? op.pid : 0,
     apiserver: bc.cp.pids['kube-apiserver'],
@@ -304,13 +345,21 @@ async function runSize(n: number): Promise<SizeResult> {
   const phase = async (name: Phase, fn: () => Promise<void>) => {
     if (!options.phases.has(name)) return;
     log(`N=${n}: ${name}`);
+    sampler.start();
     try {
       await fn();
     } catch (err) {
       res.errors[name] = err instanceof Error ? err.message : String(err);
       log(`N=${n}: ${name} failed: ${res.errors[name]}`);
     }
+    const mem = await sampler.stop();
+    (res.memory ??= {})[name] = mem;
+    log(`N=${n}: ${name} memory: ${memoryLine(mem)}`);
     saveResults();
+    if (sampler.oomKills() > 0) {
+      res.oomKilled = { phase: name, oomKills: sampler.oomKills() };
+      throw new Error(`OOM: the operator was OOM-killed during ${name} at a ${mib(cgroup?.limitBytes ?? 0)} MiB limit`);
+    }
   };
 
   // Clients' readiness, as the bench sees it (watch, local clock).
@@ -358,6 +407,7 @@ async function runSize(n: number): Promise<SizeResult> {
       logLevel: options.logLevel,
       logPath: path.join(workDir, 'operator-1.log'),
       nodeArgs: profArgs(1),
+      ...memoryOf,
     });
     await op.waitReady();
     for (const t of TIERS) await retrying(() => admin.create(R.tier, undefined, tierObject(t, runLabels)));
@@ -506,6 +556,7 @@ async function runSize(n: number): Promise<SizeResult> {
     await phase('cold', async () => {
       peakRss.push(op?.peakRss() ?? 0);
       await op?.stop();
+      sampler.start(); // the cold phase's memory is the new process's, from here
       const m0 = await mark();
       op = await OperatorProcess.start({
         root: options.operatorRoot,
@@ -516,6 +567,7 @@ async function runSize(n: number): Promise<SizeResult> {
         logLevel: options.logLevel,
         logPath: path.join(workDir, 'operator-2.log'),
         nodeArgs: profArgs(2),
+        ...memoryOf,
       });
       const readyAtMs = await op.waitReady();
       let allReconciled: number | null = null;
@@ -658,6 +710,7 @@ async function runSize(n: number): Promise<SizeResult> {
         let burstEnd: number | null = null;
         const burstDeadline = t0 + options.readyTimeoutMs;
         while (Date.now() < burstDeadline) {
+          if (!op?.running()) throw new Error(`the operator exited (${JSON.stringify(op?.exitedWith())})`);
           const switched = [...held.values()].filter((h) => h.expiration === '600').length;
           if (switched >= holders) {
             burstEnd = Date.now();
@@ -714,9 +767,18 @@ async function runSize(n: number): Promise<SizeResult> {
     res.errors.setup = err instanceof Error ? err.message : String(err);
     log(`N=${n}: failed: ${res.errors.setup}`);
   } finally {
+    const exited = op?.exitedWith();
+    if (op && exited) {
+      res.crashed = { ...exited, logTail: fs.readFileSync(op.logPath, 'utf8').split('\n').slice(-8).join('\n') };
+      log(`N=${n}: !!! the operator exited by itself (${JSON.stringify(exited)}):\n${res.crashed.logTail}`);
+    }
     if (op) {
       peakRss.push(op.peakRss());
       await op.stop();
+    }
+    if (!res.oomKilled && sampler.oomKills() > 0) {
+      res.oomKilled = { phase: Object.keys(res.errors).at(-1) ?? 'startup', oomKills: sampler.oomKills() };
+      log(`N=${n}: !!! OOM KILL outside a measured phase (${res.oomKilled.phase})`);
     }
     res.operator = { peakRssBytes: Math.max(0, ...peakRss), peakRssByProcess: peakRss };
     if (options.cpuProf) {
@@ -728,6 +790,7 @@ async function runSize(n: number): Promise<SizeResult> {
     }
     await clientTracker.stop();
     saveResults();
+    cgroup?.destroy();
     await bc.stop().catch((err: unknown) => log(`stopping the control plane: ${String(err)}`));
     if (!flags.keep) fs.rmSync(path.join(workDir, 'state'), { recursive: true, force: true });
   }
@@ -774,12 +837,25 @@ async function main(): Promise<void> {
   }
   results.finishedAt = new Date().toISOString();
   saveResults();
+  const oom = results.runs.filter((r) => r.oomKilled || r.crashed);
   if (!quick && flags.docs && !flags['no-docs']) {
     const doc = writeReport(resultsDir, path.join(repoRoot, 'docs/benchmarks.md'));
     log(`wrote ${path.relative(repoRoot, doc)}`);
   }
   log(`results: ${path.relative(repoRoot, resultsFile)}`);
   if (!flags.keep) fs.rmSync(workRoot, { recursive: true, force: true });
+  if (oom.length > 0) {
+    for (const r of oom) {
+      if (r.oomKilled) console.error(`\nFAILED: OOM KILL at N=${r.n} during ${r.oomKilled.phase}: the operator exceeded its ${mib(options.memoryLimitBytes ?? 0)} MiB memory limit\n`);
+      else console.error(`\nFAILED: the operator exited by itself at N=${r.n} (${JSON.stringify({ code: r.crashed?.code, signal: r.crashed?.signal })}):\n${r.crashed?.logTail}\n`);
+    }
+    process.exit(3);
+  }
+}
+
+function memoryLine(m: PhaseMemory): string {
+  const cg = m.cgroupPeakBytes === undefined ? '' : `cgroup peak ${mib(m.cgroupPeakBytes)} MiB (anon ${mib(m.cgroupAnonPeakBytes ?? 0)}), limit hits ${m.limitHits}, OOM kills ${m.oomKills}; `;
+  return `${cg}RSS peak ${mib(m.rssPeakBytes)} MiB, heap used ${mib(m.heapUsedPeakBytes)}/${mib(m.heapTotalPeakBytes)} MiB, external ${mib(m.externalPeakBytes)} MiB`;
 }
 
 main().catch((err: unknown) => {

@@ -46,6 +46,7 @@ export interface OperatorOptions extends OperatorConfig {
     controller?: ControllerMetrics;
     workqueue?: (name: string) => WorkQueueMetrics;
     onRequest?: RequestHook;
+    eventDropped?: (type: string) => void;
   };
 }
 
@@ -137,7 +138,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     config: { namespacePrefix: opts.namespacePrefix, selector: opts.selector },
     kube,
     caches,
-    events: new EventRecorder({ client: kube, reportingInstance: opts.instance, logger: log }),
+    events: new EventRecorder({ client: kube, reportingInstance: opts.instance, logger: log, ...(opts.metrics?.eventDropped ? { onDropped: (e: { type: string }) => opts.metrics?.eventDropped?.(e.type) } : {}) }),
     freshness: new CacheFreshness(),
     metrics: opts.metrics?.tokens ?? noopTokenMetrics,
     logger: log,

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import type { MemoryCgroup } from './cgroup.ts';
 import { metricSamples, sleep } from './kube.ts';
 
 export interface OperatorOptions {
@@ -22,6 +23,10 @@ export interface OperatorOptions {
   extraArgs?: string[];
   /** Flags for node itself, e.g. --cpu-prof. */
   nodeArgs?: string[];
+  /** NODE_OPTIONS for the operator (the Deployment's heap flags); unset when undefined. */
+  nodeOptions?: string;
+  /** Run inside this memory cgroup from the first instruction, as in a pod with a memory limit. */
+  cgroup?: MemoryCgroup;
 }
 
 export interface OperatorMetrics {
@@ -33,8 +38,10 @@ export interface OperatorMetrics {
   issued: number;
   rotated: number;
   revoked: number;
-  /** nodejs_heap_size_used_bytes and process_resident_memory_bytes at this moment. */
+  /** nodejs_heap_size_used_bytes, _total_bytes, nodejs_external_memory_bytes and process_resident_memory_bytes at this moment. */
   heapUsedBytes: number;
+  heapTotalBytes: number;
+  externalBytes: number;
   rssBytes: number;
 }
 
@@ -83,7 +90,11 @@ export class OperatorProcess {
     let child: ChildProcess;
     const spawnedAt = performance.now();
     try {
-      child = spawn(process.execPath, args, { cwd: opts.root, stdio: ['ignore', fd, fd], env: { ...process.env } });
+      const env: NodeJS.ProcessEnv = { ...process.env };
+      delete env.NODE_OPTIONS;
+      if (opts.nodeOptions) env.NODE_OPTIONS = opts.nodeOptions;
+      const cmd = opts.cgroup ? opts.cgroup.wrap(process.execPath, args) : { command: process.execPath, args };
+      child = spawn(cmd.command, cmd.args, { cwd: opts.root, stdio: ['ignore', fd, fd], env });
     } finally {
       fs.closeSync(fd);
     }
@@ -92,6 +103,11 @@ export class OperatorProcess {
 
   running(): boolean {
     return this.exitStatus === undefined;
+  }
+
+  /** How it exited, once it has. */
+  exitedWith(): { code: number | null; signal: string | null } | undefined {
+    return this.exitStatus;
   }
 
   /** Polls /readyz (200 once the caches are synced, i.e. "operator started"); returns performance.now() of the first 200. */
@@ -128,6 +144,8 @@ export class OperatorProcess {
       rotated: total('tokenwarden_tokens_rotated_total'),
       revoked: total('tokenwarden_tokens_revoked_total'),
       heapUsedBytes: total('nodejs_heap_size_used_bytes'),
+      heapTotalBytes: total('nodejs_heap_size_total_bytes'),
+      externalBytes: total('nodejs_external_memory_bytes'),
       rssBytes: total('process_resident_memory_bytes'),
     };
   }

@@ -2,6 +2,10 @@
  * Records events.k8s.io/v1 Events about objects. A repeat of the same (object, reason, note)
  * within the series window updates the existing Event's series instead of creating another, as
  * client-go's events recorder does. Recording never throws: failures are logged and dropped.
+ *
+ * Bounded: at most maxInFlight recordings wait or run at once (reconcilers fire and forget them);
+ * beyond that an Event is dropped and counted (onDropped, the tokenwarden_events_dropped_total
+ * metric), so a burst of Events can neither hold memory without bound nor flood the API server.
  */
 import { randomBytes } from 'node:crypto';
 import type { KubeClient } from '../kube/client.ts';
@@ -198,7 +202,14 @@ export interface EventRecorderOptions {
   /** Repeats within this window update the series; default 10 minutes. */
   seriesWindowMs?: number;
   now?: () => Date;
+  /** Most recordings pending at once; more are dropped. Default DEFAULT_MAX_IN_FLIGHT_EVENTS. */
+  maxInFlight?: number;
+  /** Called for each Event dropped because maxInFlight recordings were pending. */
+  onDropped?: (input: { type: EventType; reason: string }) => void;
 }
+
+/** Default bound on pending Event recordings. */
+export const DEFAULT_MAX_IN_FLIGHT_EVENTS = 64;
 
 export class EventRecorder {
   private readonly client: Pick<KubeClient, 'create' | 'patch'>;
@@ -209,6 +220,10 @@ export class EventRecorder {
   private readonly cache: EventSeriesCache;
   /** Per series key, the last recording in flight: repeats wait for it, so they find its Event. */
   private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly maxInFlight: number;
+  private readonly onDropped: EventRecorderOptions['onDropped'];
+  private pending = 0;
+  private droppedCount = 0;
 
   constructor(opts: EventRecorderOptions) {
     this.client = opts.client;
@@ -217,6 +232,18 @@ export class EventRecorder {
     this.log = (opts.logger ?? silentLogger()).child({ component: 'events' });
     this.now = opts.now ?? (() => new Date());
     this.cache = new EventSeriesCache(opts.seriesWindowMs ?? 10 * 60_000);
+    this.maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT_EVENTS;
+    this.onDropped = opts.onDropped;
+  }
+
+  /** Recordings pending now (waiting for an earlier one of their series, or being written). */
+  get inFlightCount(): number {
+    return this.pending;
+  }
+
+  /** Events dropped so far because too many were pending. */
+  get dropped(): number {
+    return this.droppedCount;
   }
 
   normal(regarding: KubeObject, reason: string, note: string, action?: string): Promise<void> {
@@ -227,14 +254,25 @@ export class EventRecorder {
     return this.record(regarding, { type: 'Warning', reason, note, action });
   }
 
-  /** Records the Event; resolves when written (or given up on). Never rejects. */
+  /** Records the Event; resolves when written (or given up on, or dropped). Never rejects. */
   record(regarding: KubeObject, input: EventInput): Promise<void> {
+    if (this.pending >= this.maxInFlight) {
+      this.droppedCount++;
+      this.onDropped?.({ type: input.type, reason: input.reason });
+      // Warn on the first drop of a burst and every 1000th after, not on each.
+      if (this.droppedCount % 1000 === 1) {
+        this.log.warn({ reason: input.reason, dropped: this.droppedCount, maxInFlight: this.maxInFlight }, 'too many events pending; dropping');
+      }
+      return Promise.resolve();
+    }
+    this.pending++;
     const note = truncateUtf8(input.note, NOTE_MAX_BYTES);
     const key = seriesKey(regarding, input.reason, note);
     const previous = this.inFlight.get(key) ?? Promise.resolve();
     const current = previous.then(() => this.write(key, regarding, { ...input, note }));
     this.inFlight.set(key, current);
     void current.finally(() => {
+      this.pending--;
       if (this.inFlight.get(key) === current) this.inFlight.delete(key);
     });
     return current;

@@ -3,8 +3,14 @@
  *
  * Robustness is the point: the watch is restarted whenever it ends, with capped jittered backoff
  * on errors; a 410 Gone (too old resourceVersion) triggers a relist whose diff against the cache is
- * emitted, so nothing is lost; a watchdog restarts a watch that went silent; and a periodic relist
- * catches anything else. The loop only ends on stop().
+ * emitted, so nothing is lost; a watchdog restarts a watch that went silent; and a periodic audit
+ * catches anything else: a metadata-only list (names and resourceVersions, a page at a time) compared
+ * with the cache while the watch keeps running, which relists only when the cache really missed a
+ * change. At rest that costs one small list per period and no second copy of the cache. The loop
+ * only ends on stop().
+ *
+ * Memory: every object is transformed (default: managedFields and the last-applied annotation
+ * dropped) as its LIST page or watch event arrives, before it is cached.
  */
 import { isGone, errorMessage } from '../kube/errors.ts';
 import type { KubeStatus } from '../kube/errors.ts';
@@ -42,8 +48,16 @@ export interface InformerOptions<T extends KubeObject> {
   logger?: Logger;
   indexers?: Indexers<T>;
   handlers?: EventHandler<T>[];
-  /** Full relist every so often, emitting the diff; default 10 minutes; 0 disables. */
+  /**
+   * Audit the cache against the API server this often (a metadata-only list), relisting and
+   * emitting the diff only if it missed a change; default 10 minutes; 0 disables.
+   */
   resyncPeriodMs?: number;
+  /**
+   * How long the audit lets the running watch catch up on an object the cache has older than the
+   * list before it counts as missed; default 10 seconds.
+   */
+  auditGraceMs?: number;
   /**
    * Restart a watch that delivered nothing, not even a bookmark, for this long. Default 6 minutes:
    * longer than the server-side watch timeout, so it only fires on a connection that is dead
@@ -54,7 +68,10 @@ export interface InformerOptions<T extends KubeObject> {
   watchTimeoutSeconds?: [number, number];
   /** Delay between failed attempts: default 500ms growing to 30s, ±20% jitter. */
   backoff?: { baseMs: number; capMs: number };
-  /** Applied to every object before it is cached; default drops metadata.managedFields. */
+  /**
+   * Applied to every object before it is cached, as each LIST page or watch event arrives; default
+   * slimMetadata (drops managedFields and the last-applied annotation).
+   */
   transform?: (obj: T) => T;
 }
 
@@ -98,14 +115,72 @@ export function isGoneStatus(status: KubeStatus | undefined): boolean {
   return !!status && (status.code === 410 || status.reason === 'Expired' || status.reason === 'Gone');
 }
 
-/** Drops metadata.managedFields: large, and never read by the operator. */
-export function dropManagedFields<T extends KubeObject>(obj: T): T {
-  const meta = obj.metadata as (Record<string, unknown> & object) | undefined;
-  if (meta && 'managedFields' in meta) delete meta.managedFields;
+/** kubectl's (and GitOps tools') copy of the whole applied object: as large as the object, never read. */
+export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * Drops what no reconciler reads and can be as large as the rest of the object: metadata.managedFields
+ * and the last-applied-configuration annotation.
+ */
+export function slimMetadata<T extends KubeObject>(obj: T): T {
+  const meta = obj.metadata as (Record<string, unknown> & { annotations?: Record<string, string> }) | undefined;
+  if (!meta) return obj;
+  if ('managedFields' in meta) delete meta.managedFields;
+  const annotations = meta.annotations;
+  if (annotations && LAST_APPLIED_ANNOTATION in annotations) {
+    delete annotations[LAST_APPLIED_ANNOTATION];
+    if (Object.keys(annotations).length === 0) delete meta.annotations;
+  }
   return obj;
 }
 
+/** @deprecated the name before it also dropped the last-applied annotation: slimMetadata. */
+export const dropManagedFields = slimMetadata;
+
+/**
+ * Whether resourceVersion `a` is older than `b`. Resource versions are opaque to clients; the API
+ * server's are etcd revisions, and only the audit uses this, where a wrong answer costs one extra
+ * relist, never a missed change: anything that is not a pair of integers counts as older.
+ */
+export function olderResourceVersion(a: string | undefined, b: string | undefined): boolean {
+  if (!a || !b || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return a !== b;
+  return BigInt(a) < BigInt(b);
+}
+
+/** An object as the audit lists it: identity and version only. */
+interface Stamp {
+  key: string;
+  uid: string | undefined;
+  resourceVersion: string | undefined;
+}
+
+/**
+ * Which cached objects disagree with a metadata-only list at `listRv`: missing from the cache, a
+ * different uid, an older resourceVersion than listed, or cached but not listed and not newer than
+ * the list (a delete the cache missed). A cached object newer than the list is the watch being ahead.
+ */
+export function auditDisagreements(cached: (key: string) => { uid?: string; resourceVersion?: string } | undefined, cachedKeys: Iterable<string>, listed: readonly Stamp[], listRv: string): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const s of listed) {
+    seen.add(s.key);
+    const c = cached(s.key);
+    if (c === undefined) out.push(s.key);
+    else if (c.uid && s.uid && c.uid !== s.uid) {
+      if (olderResourceVersion(c.resourceVersion, s.resourceVersion)) out.push(s.key);
+    } else if (olderResourceVersion(c.resourceVersion, s.resourceVersion)) out.push(s.key);
+  }
+  for (const key of cachedKeys) {
+    if (seen.has(key)) continue;
+    if (!olderResourceVersion(listRv, cached(key)?.resourceVersion)) out.push(key);
+  }
+  return out;
+}
+
 type WatchEnd = 'closed' | 'gone' | 'error' | 'watchdog' | 'resync' | 'restart' | 'stopped';
+
+/** The audit's outcomes: the cache agreed with the server, or it missed something and was relisted. */
+export type AuditOutcome = 'agreed' | 'relisted' | 'failed';
 
 interface WatchOutcome {
   end: WatchEnd;
@@ -130,12 +205,15 @@ export class Informer<T extends KubeObject> {
   private stopController: AbortController | undefined;
   private endWatch: ((end: WatchEnd) => void) | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
+  private auditing = false;
+  /** Audits so far by outcome (tests, metrics). */
+  readonly audits: Record<AuditOutcome, number> = { agreed: 0, relisted: 0, failed: 0 };
 
   constructor(opts: InformerOptions<T>) {
     this.opts = opts;
     this.type = opts.type;
     this.store = new Store<T>(opts.indexers);
-    this.transform = opts.transform ?? dropManagedFields;
+    this.transform = opts.transform ?? slimMetadata;
     for (const h of opts.handlers ?? []) this.handlers.push(h);
     const what = opts.namespace ? `${resourceName(opts.type)} in ${opts.namespace}` : resourceName(opts.type);
     this.log = (opts.logger ?? silentLogger()).child({ informer: `${apiVersionOf(opts.type)}/${what}` });
@@ -301,9 +379,11 @@ export class Informer<T extends KubeObject> {
       labelSelector: this.opts.labelSelector,
       fieldSelector: this.opts.fieldSelector,
       signal,
+      // Each page is transformed as it arrives: the raw list is never held whole.
+      transform: (o) => this.transform(o as T),
     });
     if (!live()) return;
-    const listed = res.items.map((o) => this.transform(o));
+    const listed = res.items;
     const diff = diffSnapshot(this.store.list(), listed);
     // Apply the whole snapshot first, so handlers that read the cache see a consistent one.
     for (const obj of diff.deleted) this.store.delete(objectKey(obj));
@@ -329,12 +409,65 @@ export class Informer<T extends KubeObject> {
   private scheduleResync(): void {
     clearTimeout(this.resyncTimer);
     const period = this.opts.resyncPeriodMs ?? 10 * 60_000;
-    if (period <= 0) return;
+    if (period <= 0 || !this.running) return;
+    const gen = this.generation;
     this.resyncTimer = setTimeout(() => {
-      this.needList = true;
-      this.endWatch?.('resync');
+      void this.audit(gen).finally(() => {
+        if (this.running && gen === this.generation && !this.needList) this.scheduleResync();
+      });
     }, period);
     this.resyncTimer.unref();
+  }
+
+  /**
+   * Compares the cache with a metadata-only list while the watch keeps running. Objects the cache
+   * has older than the list get auditGraceMs for the watch to bring them; whatever still disagrees
+   * then was missed, and the informer relists (emitting the diff). Returns what happened.
+   */
+  async audit(gen = this.generation): Promise<AuditOutcome> {
+    if (this.auditing || !this.synced) return 'agreed';
+    this.auditing = true;
+    const live = (): boolean => this.running && gen === this.generation;
+    try {
+      const res = await this.opts.client.list<KubeObject>(this.type, this.opts.namespace, {
+        labelSelector: this.opts.labelSelector,
+        fieldSelector: this.opts.fieldSelector,
+        metadataOnly: true,
+        signal: this.stopController?.signal,
+        transform: (o) => ({ metadata: { name: o.metadata?.name, namespace: o.metadata?.namespace, uid: o.metadata?.uid, resourceVersion: o.metadata?.resourceVersion } }) as KubeObject,
+      });
+      if (!live()) return 'agreed';
+      const listed: Stamp[] = res.items.map((o) => ({ key: objectKey(o), uid: o.metadata?.uid, resourceVersion: o.metadata?.resourceVersion }));
+      const cachedStamp = (key: string) => {
+        const c = this.store.getByKey(key);
+        return c === undefined ? undefined : { uid: c.metadata?.uid, resourceVersion: c.metadata?.resourceVersion };
+      };
+      let missed = auditDisagreements(cachedStamp, this.store.keys(), listed, res.resourceVersion);
+      if (missed.length > 0) {
+        // The watch may simply not have delivered them yet: give it a moment, then look again.
+        await sleep(this.opts.auditGraceMs ?? 10_000, this.stopController?.signal).catch(() => undefined);
+        if (!live()) return 'agreed';
+        const recheck = new Set(missed);
+        missed = auditDisagreements(cachedStamp, missed, listed.filter((s) => recheck.has(s.key)), res.resourceVersion);
+      }
+      if (missed.length === 0) {
+        this.audits.agreed++;
+        this.log.debug({ objects: listed.length }, 'audited: cache agrees');
+        return 'agreed';
+      }
+      this.audits.relisted++;
+      this.log.warn({ objects: listed.length, missed: missed.length, example: missed[0] }, 'audit: the cache missed changes; relisting');
+      this.needList = true;
+      this.endWatch?.('resync');
+      return 'relisted';
+    } catch (err) {
+      if (!live()) return 'agreed';
+      this.audits.failed++;
+      this.log.warn({ err: errorMessage(err) }, 'audit list failed; trying again next period');
+      return 'failed';
+    } finally {
+      this.auditing = false;
+    }
   }
 
   private watchdogMs(): number {

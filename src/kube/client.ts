@@ -6,8 +6,9 @@
  * metrics. Authentication stays client-node's (kubeconfig, in-cluster, exec plugins).
  */
 import { createHash } from 'node:crypto';
+import type https from 'node:https';
 import { bufferFromFileOrString, RequestContext, type KubeConfig } from '@kubernetes/client-node';
-import { fetch, type Dispatcher } from 'undici';
+import { Agent, fetch, type Dispatcher } from 'undici';
 import { KubeApiError, parseJson, type KubeStatus } from './errors.ts';
 import {
   apiVersionOf,
@@ -30,7 +31,16 @@ export interface KubeClientOptions {
   fieldManager?: string;
   userAgent?: string;
   onRequest?: RequestHook;
+  /**
+   * Most connections open to the API server at once. Over HTTP/2 (negotiated with the API server)
+   * every request and watch is a stream of one connection (at most 100 streams each); over HTTP/1.1
+   * each watch holds a connection and requests beyond the bound wait for a free one. Default 32.
+   */
+  maxConnections?: number;
 }
+
+/** Default bound on connections to the API server (KubeClientOptions.maxConnections). */
+export const DEFAULT_MAX_CONNECTIONS = 32;
 
 export interface RequestOptions {
   signal?: AbortSignal;
@@ -44,6 +54,16 @@ export interface ListOptions extends RequestOptions {
   fieldSelector?: string;
   /** Page size; pages are fetched until the list is complete. Default 500. */
   limit?: number;
+  /**
+   * Applied to each item as its page arrives, so only transformed items are kept while the rest of
+   * the list is fetched (the raw page is dropped before the next one is read).
+   */
+  transform?: (item: KubeObject) => KubeObject;
+  /**
+   * Items carry metadata only (a PartialObjectMetadataList: apiVersion, kind, metadata; no managedFields
+   * are dropped by the server, so callers still transform): a fraction of the bytes of a full list.
+   */
+  metadataOnly?: boolean;
 }
 
 export interface ListResult<T> {
@@ -109,8 +129,12 @@ interface Call {
   query?: Query;
   body?: unknown;
   contentType?: string;
+  accept?: string;
   opts?: RequestOptions;
 }
+
+/** Accept header of a metadata-only list (what client-go's metadata informers ask for). */
+const METADATA_LIST_ACCEPT = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1beta1,application/json';
 
 export class KubeClient {
   readonly fieldManager: string;
@@ -118,6 +142,7 @@ export class KubeClient {
   private readonly timeoutMs: number;
   private readonly userAgent: string;
   private readonly onRequest: RequestHook | undefined;
+  private readonly maxConnections: number;
   private shared: { fingerprint: string; dispatcher: Dispatcher | undefined } | undefined;
   private fingerprintCache: { value: string; at: number } | undefined;
   private readonly watches = new Set<WatchHandle>();
@@ -129,6 +154,7 @@ export class KubeClient {
     this.fieldManager = options.fieldManager ?? 'tokenwarden';
     this.userAgent = options.userAgent ?? 'tokenwarden';
     this.onRequest = options.onRequest;
+    this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   }
 
   async get<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string, opts?: RequestOptions): Promise<T> {
@@ -152,6 +178,7 @@ export class KubeClient {
           path,
           resource: type.plural,
           query: { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector, limit: limit > 0 ? limit : undefined, continue: cont },
+          ...(opts.metadataOnly ? { accept: METADATA_LIST_ACCEPT } : {}),
           opts,
         });
       } catch (err) {
@@ -162,7 +189,15 @@ export class KubeClient {
         throw err;
       }
       if (cont === undefined) resourceVersion = page.metadata?.resourceVersion ?? '';
-      for (const item of page.items ?? []) items.push(withTypeMeta(type, item));
+      const raw = page.items ?? [];
+      page.items = undefined;
+      for (let i = 0; i < raw.length; i++) {
+        // Each raw item is released as soon as it is transformed: a page's raw form is never held beside a second copy.
+        let item = withTypeMeta(type, raw[i] as T);
+        if (opts.metadataOnly) item = { ...item, apiVersion: apiVersionOf(type), kind: type.kind };
+        (raw as (T | undefined)[])[i] = undefined;
+        items.push(opts.transform ? (opts.transform(item) as T) : item);
+      }
       cont = page.metadata?.continue || undefined;
     } while (cont !== undefined);
     return { items, resourceVersion };
@@ -300,6 +335,22 @@ export class KubeClient {
     return handle;
   }
 
+  /**
+   * Connections open to the API server now, and requests running on them (watches included). Over
+   * HTTP/2 (what the API server and undici negotiate) every request is a stream of one connection.
+   */
+  connectionStats(): { connected: number; running: number; pending: number } {
+    const d = this.shared?.dispatcher;
+    const out = { connected: 0, running: 0, pending: 0 };
+    if (!(d instanceof Agent)) return out;
+    for (const s of Object.values(d.stats) as { connected: number | boolean; running: number; pending: number }[]) {
+      out.connected += Number(s.connected);
+      out.running += s.running;
+      out.pending += s.pending;
+    }
+    return out;
+  }
+
   /** Ends all watches and closes connections. */
   async close(): Promise<void> {
     this.closed = true;
@@ -398,7 +449,7 @@ export class KubeClient {
     const ctx = new RequestContext(url.toString(), c.method);
     await this.kc.applySecurityAuthentication(ctx);
     const dispatcher = this.dispatcherFor(ctx.getDispatcher());
-    const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: 'application/json', 'User-Agent': this.userAgent };
+    const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: c.accept ?? 'application/json', 'User-Agent': this.userAgent };
     if (c.body !== undefined) headers['Content-Type'] = c.contentType ?? 'application/json';
     try {
       const response = await fetch(url, {
@@ -418,8 +469,9 @@ export class KubeClient {
 
   /**
    * client-node builds a new undici Agent on every applySecurityAuthentication call, which would
-   * mean a new TLS connection per request. Keep one, and replace it only when the TLS material of
-   * the kubeconfig changes (a rotated client certificate or CA file).
+   * mean a new TLS connection per request. Keep one Agent of our own, with at most maxConnections
+   * connections, and replace it only when the TLS material of the kubeconfig changes (a rotated
+   * client certificate or CA file). Through a proxy, client-node's own Agent is kept as it is.
    */
   private dispatcherFor(fresh: Dispatcher | undefined): Dispatcher | undefined {
     const fingerprint = this.tlsFingerprint();
@@ -428,10 +480,35 @@ export class KubeClient {
       if (fresh && fresh !== shared.dispatcher) void fresh.close().catch(() => undefined);
       return shared.dispatcher;
     }
+    const own = this.boundedAgent();
+    if (own && fresh) void fresh.close().catch(() => undefined);
+    fresh = own ?? fresh;
     this.shared = { fingerprint, dispatcher: fresh };
     // Graceful: requests (and watches) in flight on the old one finish first.
     if (shared?.dispatcher) void shared.dispatcher.close().catch(() => undefined);
     return fresh;
+  }
+
+  /** An Agent with the kubeconfig's TLS settings and a bound on connections; undefined through a proxy. */
+  private boundedAgent(): Dispatcher | undefined {
+    const cluster = this.kc.getCurrentCluster();
+    const user = this.kc.getCurrentUser();
+    const tls: https.AgentOptions = {};
+    if (user) {
+      // What client-node's applyHTTPSOptions puts in the Agents it builds.
+      if (cluster?.skipTLSVerify) tls.rejectUnauthorized = false;
+      if (cluster?.tlsServerName) tls.servername = cluster.tlsServerName;
+      const ca = cluster ? bufferFromFileOrString(cluster.caFile, cluster.caData) : null;
+      if (ca) tls.ca = ca;
+      const cert = bufferFromFileOrString(user.certFile, user.certData);
+      if (cert) tls.cert = cert;
+      const key = bufferFromFileOrString(user.keyFile, user.keyData);
+      if (key) tls.key = key;
+    }
+    const o = this.kc.createDispatcherOptions(cluster, tls);
+    if (o.type === 'agent') return new Agent({ connect: o.connect as Agent.Options['connect'], connections: this.maxConnections });
+    if (o.type === 'none') return new Agent({ connections: this.maxConnections });
+    return undefined;
   }
 
   private tlsFingerprint(): string {

@@ -76,6 +76,8 @@ export interface OperatorMetricHooks {
   controller: ControllerMetrics;
   workqueue: (name: string) => WorkQueueMetrics;
   onRequest: RequestHook;
+  /** An Event dropped because too many were pending (tokenwarden_events_dropped_total). */
+  eventDropped?: (type: string) => void;
 }
 
 export interface OperatorMetrics extends OperatorMetricHooks {
@@ -201,6 +203,16 @@ export function createMetrics(opts: MetricsOptions = {}): OperatorMetrics {
     },
   });
 
+  const eventsDropped = new Counter({
+    name: 'tokenwarden_events_dropped_total',
+    help: 'Events not recorded because too many were already pending (the recorder is bounded), by type',
+    labelNames: ['type'] as const,
+    registers,
+  });
+  eventsDropped.inc({ type: 'Normal' }, 0);
+  eventsDropped.inc({ type: 'Warning' }, 0);
+  const eventDropped = (type: string) => eventsDropped.inc({ type });
+
   if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry });
 
   const initialised = new Set<string>();
@@ -265,7 +277,7 @@ export function createMetrics(opts: MetricsOptions = {}): OperatorMetrics {
     detachCaches() {
       caches = undefined;
     },
-    hooks: () => ({ tokens, controller, workqueue, onRequest }),
+    hooks: () => ({ tokens, controller, workqueue, onRequest, eventDropped }),
   };
 }
 

@@ -232,7 +232,7 @@ describe('Informer', () => {
     };
     const { lines, logger } = logCapture();
     const { seen, handler } = recorder();
-    const relisting = new Informer<ConfigMap>({ client: lossy, type: CONFIG_MAPS, namespace: sub, labelSelector: `${LABEL}=yes`, handlers: [handler], logger, resyncPeriodMs: 1_500 });
+    const relisting = new Informer<ConfigMap>({ client: lossy, type: CONFIG_MAPS, namespace: sub, labelSelector: `${LABEL}=yes`, handlers: [handler], logger, resyncPeriodMs: 1_500, auditGraceMs: 500 });
     const never = new Informer<ConfigMap>({ client: lossy, type: CONFIG_MAPS, namespace: sub, labelSelector: `${LABEL}=yes`, resyncPeriodMs: 0 });
     relisting.start();
     never.start();
@@ -243,11 +243,47 @@ describe('Informer', () => {
       await waitFor(async () => has(seen, { kind: 'update', name: 'lost', data: '2', oldData: '1' }), { description: 'the lost update, from the relist', timeoutMs: 15_000 });
       expect(relisting.get(sub, 'lost')?.data?.v).toBe('2');
       expect(lines.filter((l) => l.msg === 'listed').length).toBeGreaterThanOrEqual(2);
+      // The audit found the miss and relisted.
+      expect(relisting.audits.relisted).toBeGreaterThanOrEqual(1);
+      expect(lines.some((l) => l.msg === 'audit: the cache missed changes; relisting' && l.missed === 1)).toBe(true);
       // Without the relist the change never arrives: the loss is real, the relist is what repaired it.
       expect(never.get(sub, 'lost')?.data?.v).toBe('1');
     } finally {
       await relisting.stop();
       await never.stop();
+    }
+  });
+
+  it('at rest, audits with a metadata-only list and never relists; a change the watch delivers is no miss', async () => {
+    const sub = await createTestNamespace('informer-audit');
+    for (let i = 0; i < 5; i++) await client.create(CONFIG_MAPS, sub, { ...cm(`quiet-${i}`, 'x'.repeat(10_000)) });
+    const lists: { metadataOnly: boolean; bytesOfData: number }[] = [];
+    const counting: ListWatcher = {
+      list: async <T extends KubeObject>(type: Parameters<ListWatcher['list']>[0], namespace?: string, opts?: Parameters<ListWatcher['list']>[2]) => {
+        const res = await client.list<T>(type, namespace, opts);
+        lists.push({ metadataOnly: opts?.metadataOnly === true, bytesOfData: res.items.reduce((n, o) => n + ((o as ConfigMap).data ? JSON.stringify((o as ConfigMap).data).length : 0), 0) });
+        return res;
+      },
+      watch: (type, namespace, query, onEvent, onDone) => client.watch(type, namespace, query, onEvent, onDone),
+    };
+    const { lines, logger } = logCapture();
+    const inf = new Informer<ConfigMap>({ client: counting, type: CONFIG_MAPS, namespace: sub, labelSelector: `${LABEL}=yes`, logger, resyncPeriodMs: 700, auditGraceMs: 3_000 });
+    inf.start();
+    try {
+      await inf.waitForSync(AbortSignal.timeout(20_000));
+      // A change delivered by the watch meanwhile: the audit may see the cache behind for a moment, and must wait for it.
+      await client.patch(CONFIG_MAPS, sub, 'quiet-0', { data: { v: 'changed' } });
+      await waitFor(async () => inf.audits.agreed >= 3, { description: 'three audits', timeoutMs: 20_000 });
+      expect(inf.audits.relisted).toBe(0);
+      expect(lines.filter((l) => l.msg === 'listed')).toHaveLength(1);
+      expect(inf.get(sub, 'quiet-0')?.data?.v).toBe('changed');
+      // The one full list is the first; every audit list carried metadata only, no data.
+      expect(lists[0]).toEqual({ metadataOnly: false, bytesOfData: expect.any(Number) as number });
+      expect(lists[0]?.bytesOfData).toBeGreaterThan(50_000);
+      expect(lists.slice(1).length).toBeGreaterThanOrEqual(3);
+      expect(lists.slice(1).every((l) => l.metadataOnly && l.bytesOfData === 0)).toBe(true);
+    } finally {
+      await inf.stop();
     }
   });
 

@@ -58,6 +58,43 @@ describe('KubeClient', () => {
     expect(isNotFound(await errorOf(client.get(CONFIG_MAPS, ns, 'two')))).toBe(true);
   });
 
+  it('transforms each item of a paged list as its page arrives, and lists metadata only on request', async () => {
+    const sub = await createTestNamespace('kube-client-pages');
+    for (const name of ['p1', 'p2', 'p3']) await client.create<ConfigMap>(CONFIG_MAPS, sub, { metadata: { name, labels: { page: 'yes' } }, data: { big: 'x'.repeat(1000) } });
+    const seen: string[] = [];
+    const before = requests.length;
+    const slim = await client.list<ConfigMap>(CONFIG_MAPS, sub, {
+      labelSelector: 'page=yes',
+      limit: 1,
+      transform: (o) => {
+        seen.push(`${o.metadata?.name}@${requests.length - before}`);
+        return { metadata: { name: o.metadata?.name } };
+      },
+    });
+    expect(slim.items).toEqual([{ metadata: { name: 'p1' } }, { metadata: { name: 'p2' } }, { metadata: { name: 'p3' } }]);
+    // Each item was transformed after its own page came back and before the next page was asked for.
+    expect(seen).toEqual(['p1@1', 'p2@2', 'p3@3']);
+    const meta = await client.list<ConfigMap>(CONFIG_MAPS, sub, { labelSelector: 'page=yes', metadataOnly: true });
+    expect(meta.items.map((o) => o.metadata?.name)).toEqual(['p1', 'p2', 'p3']);
+    expect(meta.items.every((o) => o.data === undefined && /^\d+$/.test(o.metadata?.resourceVersion ?? '') && o.metadata?.uid)).toBe(true);
+    expect(meta.items[0]?.kind).toBe('ConfigMap');
+  });
+
+  it('sends every request and watch over one shared connection', async () => {
+    const shared = new KubeClient(adminKubeConfig(), { maxConnections: 2 });
+    try {
+      const watches = Array.from({ length: 8 }, () => shared.watch(CONFIG_MAPS, ns, { timeoutSeconds: 60 }, () => undefined, () => undefined));
+      await Promise.all(Array.from({ length: 20 }, () => shared.list(CONFIG_MAPS, ns)));
+      const stats = shared.connectionStats();
+      // HTTP/2: eight watches and twenty lists on one connection; the bound of 2 is never reached.
+      expect(stats.connected).toBe(1);
+      expect(stats.running).toBe(8);
+      for (const w of watches) w.abort();
+    } finally {
+      await shared.close();
+    }
+  });
+
   it('classifies conflicts, already-exists and invalid objects', async () => {
     const cm = await client.create<ConfigMap>(CONFIG_MAPS, ns, { metadata: { name: 'conflict' } });
     await client.patch(CONFIG_MAPS, ns, 'conflict', { data: { b: '1' } });

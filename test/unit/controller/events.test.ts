@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  EventRecorder,
   buildEvent,
   eventName,
   eventNamespace,
@@ -149,5 +150,53 @@ describe('EventSeriesCache', () => {
     c.created('k', 'ns', 'ev', 0);
     c.forget('k');
     expect(c.lookup('k', 1)).toBeUndefined();
+  });
+});
+
+describe('EventRecorder bound', () => {
+  /** A client whose writes hang until released: Events pile up as they would behind a slow API server. */
+  function stalledClient() {
+    const waiting: (() => void)[] = [];
+    let creates = 0;
+    const client = {
+      create: () => {
+        creates++;
+        return new Promise<never>((resolve) => waiting.push(() => resolve(undefined as never)));
+      },
+      patch: () => Promise.reject(new Error('not used')),
+    };
+    return { client, waiting, creates: () => creates };
+  }
+
+  it('drops and counts Events beyond maxInFlight pending, and records again once they drain', async () => {
+    const { client, waiting, creates } = stalledClient();
+    const dropped: string[] = [];
+    const recorder = new EventRecorder({ client: client as never, reportingInstance: 'test', maxInFlight: 5, onDropped: (e) => dropped.push(`${e.type}/${e.reason}`) });
+    const all = Array.from({ length: 8 }, (_, i) => recorder.warning(client as never as KubeObject, 'IssuanceFailed', `note ${i}`));
+    await Promise.resolve();
+    expect(recorder.inFlightCount).toBe(5);
+    expect(recorder.dropped).toBe(3);
+    expect(dropped).toEqual(['Warning/IssuanceFailed', 'Warning/IssuanceFailed', 'Warning/IssuanceFailed']);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(creates()).toBe(5);
+    // Drain: every pending write finishes; the count goes back to zero and Events are recorded again.
+    for (const release of waiting.splice(0)) release();
+    await Promise.all(all);
+    expect(recorder.inFlightCount).toBe(0);
+    const next = recorder.normal(tier, 'Ready', 'after the burst');
+    await new Promise((r) => setTimeout(r, 0));
+    expect(creates()).toBe(6);
+    expect(recorder.dropped).toBe(3);
+    for (const release of waiting.splice(0)) release();
+    await next;
+  });
+
+  it('counts repeats of one series waiting behind each other against the bound', async () => {
+    const { client, waiting } = stalledClient();
+    const recorder = new EventRecorder({ client: client as never, reportingInstance: 'test', maxInFlight: 3 });
+    for (let i = 0; i < 5; i++) void recorder.warning(tier, 'Repeated', 'same note');
+    expect(recorder.inFlightCount).toBe(3);
+    expect(recorder.dropped).toBe(2);
+    for (const release of waiting.splice(0)) release();
   });
 });

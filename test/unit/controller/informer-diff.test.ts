@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { diffSnapshot, dropManagedFields, isGoneStatus } from '../../../src/controller/informer.ts';
+import { LAST_APPLIED_ANNOTATION, auditDisagreements, diffSnapshot, dropManagedFields, isGoneStatus, olderResourceVersion, slimMetadata } from '../../../src/controller/informer.ts';
 import type { KubeObject } from '../../../src/kube/resources.ts';
 
 function obj(name: string, rv: string, uid = `uid-${name}`, namespace: string | undefined = 'ns'): KubeObject {
@@ -88,5 +88,53 @@ describe('dropManagedFields', () => {
     const o = { metadata: { name: 'a', managedFields: [{ manager: 'x' }] } } as KubeObject;
     const out = dropManagedFields(o);
     expect(out.metadata).toEqual({ name: 'a' });
+  });
+});
+
+describe('slimMetadata', () => {
+  it('drops managedFields and the last-applied annotation, keeping every other annotation and label', () => {
+    const obj = {
+      metadata: {
+        name: 'a',
+        labels: { x: '1' },
+        annotations: { [LAST_APPLIED_ANNOTATION]: '{"big":"copy"}', 'tokenwarden.io/renew-at': 't' },
+        managedFields: [{ manager: 'kubectl' }],
+      },
+      spec: { v: 1 },
+    };
+    expect(slimMetadata(obj as KubeObject)).toEqual({ metadata: { name: 'a', labels: { x: '1' }, annotations: { 'tokenwarden.io/renew-at': 't' } }, spec: { v: 1 } });
+  });
+
+  it('removes an annotations map left empty', () => {
+    const obj = { metadata: { name: 'a', annotations: { [LAST_APPLIED_ANNOTATION]: '{}' } } };
+    expect(slimMetadata(obj as KubeObject).metadata).toEqual({ name: 'a' });
+  });
+});
+
+describe('audit', () => {
+  const stamp = (key: string, resourceVersion: string, uid = `uid-${key}`) => ({ key, uid, resourceVersion });
+  const cacheOf = (entries: ReturnType<typeof stamp>[]) => {
+    const m = new Map(entries.map((e) => [e.key, { uid: e.uid, resourceVersion: e.resourceVersion }]));
+    return { get: (k: string) => m.get(k), keys: [...m.keys()] };
+  };
+
+  it('orders integer resourceVersions, and counts anything else as older unless equal', () => {
+    expect(olderResourceVersion('9', '10')).toBe(true);
+    expect(olderResourceVersion('10', '9')).toBe(false);
+    expect(olderResourceVersion('10', '10')).toBe(false);
+    expect(olderResourceVersion('abc', 'abd')).toBe(true);
+    expect(olderResourceVersion('abc', 'abc')).toBe(false);
+    expect(olderResourceVersion(undefined, '1')).toBe(true);
+  });
+
+  it('agrees with a cache equal to the list, or ahead of it (the watch delivered newer versions)', () => {
+    const c = cacheOf([stamp('ns/a', '10'), stamp('ns/b', '25'), stamp('ns/new', '30')]);
+    expect(auditDisagreements(c.get, c.keys, [stamp('ns/a', '10'), stamp('ns/b', '20')], '20')).toEqual([]);
+  });
+
+  it('finds an update, an add and a delete the cache missed, and a recreated object', () => {
+    const c = cacheOf([stamp('ns/stale', '5'), stamp('ns/deleted', '6'), stamp('ns/recreated', '7', 'old-uid')]);
+    const listed = [stamp('ns/stale', '12'), stamp('ns/added', '13'), stamp('ns/recreated', '14', 'new-uid')];
+    expect(auditDisagreements(c.get, c.keys, listed, '20').sort()).toEqual(['ns/added', 'ns/deleted', 'ns/recreated', 'ns/stale']);
   });
 });
