@@ -14,7 +14,7 @@ import { resolveClientTier, type ClientResolution } from '../resolution.ts';
 import { adoptTokenInSecret, issue } from './issuance.ts';
 import { readyOutcome } from './readiness.ts';
 import { anchorsOf, leaveOldTier, revokeAll, revokeSuperseded, suspend } from './revocation.ts';
-import { cachedSecret, claimSecretName, deleteClientSecret } from './secret.ts';
+import { cachedSecret, claimSecretName, deleteClientSecret, repairSecretMetadata } from './secret.ts';
 import { releaseServiceAccount } from './service-account.ts';
 import { clearedTokens, conditionsFor, type Client, type ClientEvent, type Outcome, type TierResolvedCondition } from './status.ts';
 
@@ -38,6 +38,7 @@ export async function converge(op: OperatorContext, client: Client, log: Logger)
   if (!policyResult.ok) {
     await revokeAll(op, client, log);
     await deleteClientSecret(op, client);
+    await releaseServiceAccount(op, client, undefined);
     return {
       status: { ...clearedTokens(base), conditions: conditionsFor(client, now, [tierResolved, { type: 'Ready', status: 'False', reason: policyResult.reason, message: policyResult.message }]) },
       events: [...events, { type: 'Warning', reason: policyResult.reason, note: policyResult.message }],
@@ -65,6 +66,8 @@ export async function converge(op: OperatorContext, client: Client, log: Logger)
   const tokens = adoptTokenInSecret(previous.tokens ?? [], secret, anchorNames, policy);
   const issued = await issue(op, { client, tier, namespace, policy, base, tierResolved, events, secret, anchors: anchorNames, tokens, now }, log);
   if (issued.done) return issued.outcome;
+  // No new token: the Secret's labels, annotations and ownerReference are put back if edited.
+  if (issued.decision === undefined && secret !== undefined) await repairSecretMetadata(op, client, secret, tierName);
 
   const { retention, revoked } = await revokeSuperseded(
     op,

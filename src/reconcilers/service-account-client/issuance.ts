@@ -11,6 +11,7 @@ import { errorMessage } from '../../kube/errors.ts';
 import { SECRETS, SERVICE_ACCOUNTS } from '../../kube/resources.ts';
 import { issuanceBackoff } from '../../policy/issuance-backoff.ts';
 import { needsNewToken, RENEW_REQUESTED_AT_ANNOTATION, RENEWED_FOR_ANNOTATION, type ReissueDecision } from '../../policy/reissue.ts';
+import { instanceScope } from '../../policy/service-account-use.ts';
 import { readTokenClaims, type TokenClaims } from '../../policy/token-claims.ts';
 import { renewalTime, type EffectiveTokenPolicy } from '../../policy/token-policy.ts';
 import type { CachedSecret, OperatorContext } from '../context.ts';
@@ -25,6 +26,7 @@ import {
   MANAGED_BY,
   MANAGER,
   RENEW_AT_ANNOTATION,
+  SCOPE_LABEL,
   TIER_LABEL,
 } from '../labels.ts';
 import { anchorsRef, revokeTokens } from './revocation.ts';
@@ -81,7 +83,7 @@ export async function issue(op: OperatorContext, input: IssuanceInput, log: Logg
 
   let account: Awaited<ReturnType<typeof ensureServiceAccount>>;
   try {
-    account = await ensureServiceAccount(op, namespace, client.spec.subject.user, tierName);
+    account = await ensureServiceAccount(op, namespace, client, tierName);
   } catch (err) {
     return hold(err);
   }
@@ -167,6 +169,7 @@ async function mintToken(
         [TIER_LABEL]: tier.metadata.name,
         [CLIENT_NAMESPACE_LABEL]: client.metadata.namespace as string,
         [CLIENT_UID_LABEL]: client.metadata.uid as string,
+        [SCOPE_LABEL]: instanceScope(op.config.selector),
       },
       annotations: { [CLIENT_ANNOTATION]: `${client.metadata.namespace}/${client.metadata.name}` },
     },

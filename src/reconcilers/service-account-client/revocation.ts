@@ -68,6 +68,7 @@ export async function suspend(
 ): Promise<Outcome> {
   const revoked = await revokeAll(op, client, log);
   await writeSecret(op, client, base.tier as string, undefined);
+  await releaseServiceAccount(op, client, undefined);
   const wasSuspended = getCondition(base.conditions, 'Suspended')?.status === 'True';
   const message = 'suspended: every token is revoked and the Secret holds none';
   return {
