@@ -1,6 +1,7 @@
 /**
  * The finalizer tokenwarden.io/revoke-tokens: on deletion of the client, every token is revoked (its
- * anchors deleted), the Secret deleted, and the ServiceAccount too when it was the last client.
+ * anchors deleted), the Secret deleted, and the ServiceAccount too when it was the last client
+ * (its record of use removed otherwise).
  */
 import type { ReconcileResult } from '../../controller/controller.ts';
 import type { Logger } from '../../controller/logger.ts';
@@ -9,7 +10,7 @@ import type { OperatorContext } from '../context.ts';
 import { CLIENT_FINALIZER } from '../labels.ts';
 import { revokeAll } from './revocation.ts';
 import { deleteClientSecret } from './secret.ts';
-import { deleteServiceAccountIfUnused } from './service-account.ts';
+import { releaseServiceAccount } from './service-account.ts';
 import { clientRef, type Client } from './status.ts';
 
 /** Adds the finalizer before any token exists, so no token can outlive the client. */
@@ -32,7 +33,8 @@ export async function finalize(op: OperatorContext, client: Client, log: Logger)
   // The ownerReference would remove it too, but only once the garbage collector knows the CRD
   // (it rediscovers types every 30 s): delete it now, it holds a revoked token.
   await deleteClientSecret(op, client);
-  if (client.status?.serviceAccount !== undefined) await deleteServiceAccountIfUnused(op, client, client.status.serviceAccount);
+  // Every ServiceAccount it used or recorded its use on: deleted when no one else uses it.
+  await releaseServiceAccount(op, client, undefined);
   await op.kube.patch(SERVICE_ACCOUNT_CLIENTS, client.metadata.namespace, client.metadata.name, {
     metadata: { finalizers: (client.metadata.finalizers ?? []).filter((f) => f !== CLIENT_FINALIZER), resourceVersion: client.metadata.resourceVersion },
   });

@@ -130,6 +130,29 @@ describe('a ServiceAccount is never deleted under a client that uses it', () => 
   });
 });
 
+describe('the cost of recording use', () => {
+  it('a first client creates the ServiceAccount with its record (no PATCH), a second client of the user writes one PATCH, a renewal none', async () => {
+    const user = 'cost-user@example.com';
+    const make = (name: string) =>
+      kube.create<Client>(R.client, ns, { apiVersion: 'tokenwarden.io/v1alpha1', kind: 'ServiceAccountClient', metadata: { name, namespace: ns, labels }, spec: { subject: { user, groups: ['racers'] } } });
+    const counts = () => ({ create: ip.requests('create serviceaccounts'), patch: ip.requests('patch serviceaccounts') });
+    const start = counts();
+    await make('p');
+    await ip.waitForCache((o) => o.caches.clients.get(ns, 'p') !== undefined);
+    await ip.settle(`${ns}/p`, isReady);
+    expect(counts()).toEqual({ create: start.create + 1, patch: start.patch });
+    await make('q');
+    await ip.waitForCache((o) => o.caches.clients.get(ns, 'q') !== undefined);
+    await ip.settle(`${ns}/q`, isReady);
+    expect(counts()).toEqual({ create: start.create + 1, patch: start.patch + 1 });
+    const first = ip.op.caches.clients.get(ns, 'q')?.status?.tokens?.[0]?.id;
+    await kube.patch(R.client, ns, 'q', { metadata: { annotations: { 'tokenwarden.io/renew-requested-at': new Date().toISOString() } } });
+    await ip.waitForCache((o) => o.caches.clients.get(ns, 'q')?.metadata.annotations?.['tokenwarden.io/renew-requested-at'] !== undefined);
+    await ip.settle(`${ns}/q`, (c) => isReady(c) && c?.status?.tokens?.[0]?.id !== first);
+    expect(counts()).toEqual({ create: start.create + 1, patch: start.patch + 1 });
+  });
+});
+
 describe('finalize sees every anchor it created', () => {
   it('an anchor made just before the deletion, not yet in the Secret cache, is revoked with the others', async () => {
     await kube.create<Client>(R.client, ns, { apiVersion: 'tokenwarden.io/v1alpha1', kind: 'ServiceAccountClient', metadata: { name: 'z', namespace: ns, labels }, spec: { subject: { user: 'z-user@example.com', groups: ['racers'] } } });

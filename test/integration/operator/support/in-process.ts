@@ -87,13 +87,16 @@ export interface InProcess {
   /** The operator with some caches replaced. */
   withCaches(caches: Partial<Record<keyof Caches, unknown>>): OperatorContext;
   waitForCache(check: (op: OperatorContext) => boolean, timeoutMs?: number): Promise<void>;
+  /** Successful requests this instance sent so far, by "verb resource" (e.g. "patch serviceaccounts"). */
+  requests(what: string): number;
   stop(): Promise<void>;
 }
 
 export async function startInProcess(opts: { tierSelector: string; selector: string; namespacePrefix: string }): Promise<InProcess> {
   const kc = new KubeConfig();
   kc.loadFromFile(asServiceAccount() ? await operatorServiceAccountKubeconfig() : kubeconfigPath());
-  const kube = new KubeClient(kc);
+  const requests = new Map<string, number>();
+  const kube = new KubeClient(kc, { onRequest: (verb, resource, code) => code > 0 && code < 300 && requests.set(`${verb} ${resource}`, (requests.get(`${verb} ${resource}`) ?? 0) + 1) });
   const logger = silentLogger();
   const common = { client: kube, logger, resyncPeriodMs: 0 };
   const caches: Caches = {
@@ -156,6 +159,7 @@ export async function startInProcess(opts: { tierSelector: string; selector: str
     freezeSecrets: (edit = (o) => o, resourceVersion = caches.secrets.lastResourceVersion()) => new FrozenView(edit(caches.secrets.list()), secretIndexers, resourceVersion),
     withCaches: (replaced) => ({ ...op, caches: { ...caches, ...(replaced as Partial<Caches>) } }),
     waitForCache,
+    requests: (what) => requests.get(what) ?? 0,
     async stop() {
       await Promise.all(informers.map((i) => i.stop()));
       await kube.close();
