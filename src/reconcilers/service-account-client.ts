@@ -6,7 +6,8 @@
  * enough to act on. The work is split by concern under service-account-client/:
  *   converge.ts         the order of the steps, as the design brief tells it
  *   service-account.ts  ServiceAccount life (one per user and tier, released when unused)
- *   issuance.ts         anchor, TokenRequest, Secret write; failures backed off
+ *   issuance.ts         whether a new token is due; failures backed off
+ *   mint.ts             anchor, TokenRequest, Secret write
  *   revocation.ts       superseded tokens after grace, suspension, a tier move's old tokens
  *   readiness.ts        Ready derived from what the Secret holds (policy/readiness.ts)
  *   secret.ts           the client's Secret, never someone else's

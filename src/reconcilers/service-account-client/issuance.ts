@@ -1,36 +1,22 @@
 /**
- * Issuance: does the client need a new token (policy/reissue.ts), and if so: create the anchor, mint
- * the token bound to it through the TokenRequest API, write the client's Secret. Failures are
- * recorded on the client and backed off (issuance-failure.ts), never thrown into a hot retry.
+ * Issuance: the user's ServiceAccount, then does the client need a new token (policy/reissue.ts),
+ * and if so mint it (mint.ts: anchor, TokenRequest, Secret). Failures are recorded on the client and
+ * backed off (issuance-failure.ts), never thrown into a hot retry.
  */
-import { randomBytes } from 'node:crypto';
 import type { IssuedToken, ServiceAccountClientStatus, Tier } from '../../api/index.ts';
 import { formatTime, getCondition } from '../../controller/conditions.ts';
 import type { Logger } from '../../controller/logger.ts';
 import { errorMessage } from '../../kube/errors.ts';
-import { SECRETS, SERVICE_ACCOUNTS } from '../../kube/resources.ts';
 import { issuanceBackoff } from '../../policy/issuance-backoff.ts';
 import { needsNewToken, RENEW_REQUESTED_AT_ANNOTATION, RENEWED_FOR_ANNOTATION, type ReissueDecision } from '../../policy/reissue.ts';
-import { instanceScope } from '../../policy/service-account-use.ts';
-import { readTokenClaims, type TokenClaims } from '../../policy/token-claims.ts';
+import type { TokenClaims } from '../../policy/token-claims.ts';
 import { renewalTime, type EffectiveTokenPolicy } from '../../policy/token-policy.ts';
 import type { CachedSecret, OperatorContext } from '../context.ts';
 import { holdWhileFailing, issuanceCause, recovered, type HoldInput } from '../issuance-failure.ts';
-import {
-  ANCHOR_SECRET_TYPE,
-  AUDIENCES_ANNOTATION,
-  CLIENT_ANNOTATION,
-  CLIENT_NAMESPACE_LABEL,
-  CLIENT_UID_LABEL,
-  EXPIRATION_ANNOTATION,
-  MANAGED_BY,
-  MANAGER,
-  RENEW_AT_ANNOTATION,
-  SCOPE_LABEL,
-  TIER_LABEL,
-} from '../labels.ts';
-import { anchorsRef, revokeTokens } from './revocation.ts';
-import { isSecretError, writeSecret, writeToken } from './secret.ts';
+import { AUDIENCES_ANNOTATION, EXPIRATION_ANNOTATION, RENEW_AT_ANNOTATION } from '../labels.ts';
+import { mintToken } from './mint.ts';
+import { revokeTokens } from './revocation.ts';
+import { isSecretError, writeSecret } from './secret.ts';
 import { ensureServiceAccount, type ServiceAccountRef } from './service-account.ts';
 import { conditionsFor, type Client, type ClientEvent, type ConditionInput, type Outcome, type TierResolvedCondition } from './status.ts';
 
@@ -142,73 +128,6 @@ export async function issue(op: OperatorContext, input: IssuanceInput, log: Logg
   const recovery = recovered(previous);
   if (recovery !== undefined) input.events.push(recovery);
   return { done: false, account: saRef, decision, tokens: [minted.issued, ...tokens.filter((t) => anchors.has(t.id))], secretToken: minted.claims ?? 'unreadable' };
-}
-
-/**
- * Create the anchor, mint the token bound to it, write the client's Secret: in this order, so a
- * crash at any point leaves nothing that works without being named (an anchor that no Secret or
- * status names is an orphan, deleted on the next pass).
- */
-async function mintToken(
-  op: OperatorContext,
-  client: Client,
-  tier: Tier,
-  account: { namespace: string; name: string },
-  policy: EffectiveTokenPolicy,
-  secret: CachedSecret | undefined,
-): Promise<{ issued: IssuedToken; claims: TokenClaims | undefined }> {
-  const anchorName = `${client.metadata.name.slice(0, 200).replace(/[.-]+$/, '')}-${randomBytes(5).toString('hex')}`;
-  const anchor = await op.kube.create(SECRETS, account.namespace, {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    type: ANCHOR_SECRET_TYPE,
-    metadata: {
-      name: anchorName,
-      labels: {
-        [MANAGED_BY]: MANAGER,
-        [TIER_LABEL]: tier.metadata.name,
-        [CLIENT_NAMESPACE_LABEL]: client.metadata.namespace as string,
-        [CLIENT_UID_LABEL]: client.metadata.uid as string,
-        [SCOPE_LABEL]: instanceScope(op.config.selector),
-      },
-      annotations: { [CLIENT_ANNOTATION]: `${client.metadata.namespace}/${client.metadata.name}` },
-    },
-  } as CachedSecret);
-  op.freshness.wrote(anchorsRef(client), anchor);
-  let token: string;
-  try {
-    const response = await op.kube.createSubresource<{ status?: { token?: string } }>(SERVICE_ACCOUNTS, account.namespace, account.name, 'token', {
-      apiVersion: 'authentication.k8s.io/v1',
-      kind: 'TokenRequest',
-      spec: {
-        ...(policy.audiences.length > 0 ? { audiences: policy.audiences } : {}),
-        expirationSeconds: policy.expirationSeconds,
-        boundObjectRef: { apiVersion: 'v1', kind: 'Secret', name: anchorName, uid: anchor.metadata?.uid },
-      },
-    });
-    if (!response.status?.token) throw new Error('TokenRequest returned no token');
-    token = response.status.token;
-  } catch (err) {
-    await op.kube.delete(SECRETS, account.namespace, anchorName).catch(() => undefined);
-    throw err;
-  }
-  const claims = readTokenClaims(token);
-  const issuedAtMs = claims?.issuedAtMs ?? op.now();
-  const expiresAtMs = claims?.expiresAtMs ?? op.now() + policy.expirationSeconds * 1000;
-  const issued: IssuedToken = {
-    id: anchorName,
-    issuedAt: formatTime(new Date(issuedAtMs)),
-    expiresAt: formatTime(new Date(expiresAtMs)),
-    renewAt: formatTime(new Date(renewalTime(issuedAtMs, expiresAtMs, policy.renewBeforeMs))),
-  };
-  try {
-    await writeToken(op, client, tier.metadata.name, { token, issued, policy }, secret);
-  } catch (err) {
-    // Nobody can hold this token: revoke it now rather than leave it to the orphan sweep.
-    await op.kube.delete(SECRETS, account.namespace, anchorName).catch(() => undefined);
-    throw err;
-  }
-  return { issued, claims };
 }
 
 /**

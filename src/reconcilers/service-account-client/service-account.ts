@@ -63,8 +63,8 @@ export async function ensureServiceAccount(
 /**
  * Writes this client's use on the ServiceAccount unless it is there already (or was written and the
  * cache has not shown it yet): one write when a client starts using a ServiceAccount it did not
- * create, none on renewals (measured: a client's first token from an existing ServiceAccount costs
- * one PATCH more; a first client of the user, which creates it, none). The uid in the patch makes it fail (409) on a ServiceAccount recreated
+ * create, none on renewals: a first client of the user records its use in the create, a second
+ * client one PATCH, a renewal none (test/integration/operator/races.test.ts counts them). The uid in the patch makes it fail (409) on a ServiceAccount recreated
  * under the same name; a deleted one answers 404. Both are retried from a fresh cache.
  */
 async function recordUse(op: OperatorContext, account: ServiceAccount, client: Client, use: Record<string, string>, labels: Record<string, string>): Promise<string> {
