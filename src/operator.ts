@@ -24,6 +24,7 @@ import {
   type KubeObject,
 } from './kube/resources.ts';
 import { tierChangeScope } from './policy/tier-change.ts';
+import { recordedUses } from './policy/service-account-use.ts';
 import { bindingMatches } from './policy/tier-resolution.ts';
 import { readTokenClaims } from './policy/token-claims.ts';
 import { CacheFreshness } from './reconcilers/cache-freshness.ts';
@@ -108,7 +109,12 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       },
     }),
     namespaces: new Informer<Namespace>({ ...common, type: NAMESPACES, labelSelector: MANAGED_SELECTOR }),
-    serviceAccounts: new Informer<ServiceAccount>({ ...common, type: SERVICE_ACCOUNTS, labelSelector: MANAGED_SELECTOR, indexers: { [NAMESPACE_INDEX]: namespaceIndexFunc } }),
+    serviceAccounts: new Informer<ServiceAccount>({
+      ...common,
+      type: SERVICE_ACCOUNTS,
+      labelSelector: MANAGED_SELECTOR,
+      indexers: { [NAMESPACE_INDEX]: namespaceIndexFunc, [INDEX.serviceAccountByClientUid]: (sa) => recordedUses(sa.metadata?.annotations).map((use) => use.clientUid) },
+    }),
     secrets: new Informer<CachedSecret>({
       ...common,
       type: SECRETS,

@@ -49,6 +49,8 @@ export const INDEX = {
   clientOnDefaultOrNone: 'defaultOrNone',
   /** Anchors by the uid of their client. */
   anchorByClientUid: 'clientUid',
+  /** ServiceAccounts by the uid of each client recorded as using them (policy/service-account-use.ts). */
+  serviceAccountByClientUid: 'clientUid',
   /** Owned objects (namespaces, ServiceAccounts, bindings) by tier label; TenantBindings by spec.tierRef.name. */
   byTier: 'tier',
 } as const;

@@ -6,8 +6,12 @@ export const CLIENT_LABEL = 'tokenwarden.io/client';
 export const CLIENT_NAMESPACE_LABEL = 'tokenwarden.io/client-namespace';
 export const CLIENT_NAME_LABEL = 'tokenwarden.io/client-name';
 export const CLIENT_UID_LABEL = 'tokenwarden.io/client-uid';
+/** On anchors: the scope (policy/service-account-use.ts instanceScope) of the instance that made them. */
+export const SCOPE_LABEL = 'tokenwarden.io/scope';
 
 export const USER_ANNOTATION = 'tokenwarden.io/user';
+/** On Tiers: the scope of the one instance that manages the Tier's namespace, access, sweep and status. */
+export const MANAGING_SCOPE_ANNOTATION = 'tokenwarden.io/managed-by-scope';
 export const CLIENT_ANNOTATION = 'tokenwarden.io/client';
 export const TOKEN_ID_ANNOTATION = 'tokenwarden.io/token-id';
 export const EXPIRES_AT_ANNOTATION = 'tokenwarden.io/expires-at';

@@ -5,16 +5,20 @@
 import { Tier, type TierStatus } from '../api/index.ts';
 import { conditionsDiffer, setCondition } from '../controller/conditions.ts';
 import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
-import { errorMessage, isAlreadyExists, isForbidden, isInvalid, isNotFound } from '../kube/errors.ts';
-import { CLUSTER_ROLE_BINDINGS, NAMESPACES, ROLE_BINDINGS, SECRETS, SERVICE_ACCOUNTS, TIERS, type ResourceType } from '../kube/resources.ts';
+import { errorMessage, isAlreadyExists, isConflict, isForbidden, isInvalid, isNotFound } from '../kube/errors.ts';
+import { instanceScope, recordedUses } from '../policy/service-account-use.ts';
+import { deleteIfUnused, usersOf } from './service-account-client/service-account.ts';
+import { CLUSTER_ROLE_BINDINGS, NAMESPACES, ROLE_BINDINGS, SECRETS, TIERS, type ResourceType } from '../kube/resources.ts';
 import { INDEX, tierNamespace, type Binding, type OperatorContext } from './context.ts';
 import {
   ANCHOR_SECRET_TYPE,
   CLIENT_UID_LABEL,
   MANAGED_BY,
+  MANAGING_SCOPE_ANNOTATION,
   MANAGER,
   POD_SECURITY_LABELS,
   REQUESTS_PER_MINUTE_ANNOTATION,
+  SCOPE_LABEL,
   TIER_FINALIZER,
   TIER_LABEL,
   TOKENS_PER_MINUTE_ANNOTATION,
@@ -35,14 +39,20 @@ export function tierReconciler(op: OperatorContext): ReconcileFunc {
     }
     const tier = parsed.data;
     const namespace = tierNamespace(tier, op.config.namespacePrefix);
-    const clients = op.caches.clients.byIndex(INDEX.clientByTier, name).length;
+    // A Tier matched by the --selector of several instances is managed by one: the one whose scope
+    // its namespace carries (the first to create or claim it). The others' clients use it (resolve
+    // to it, mint in its namespace) and leave the namespace, access, sweep, status and finalizer alone.
+    const scope = instanceScope(op.config.selector);
+    if (managedElsewhere(op, tier, namespace, scope)) return;
+    const ownClients = op.caches.clients.byIndex(INDEX.clientByTier, name).length;
 
-    if (tier.metadata.deletionTimestamp !== undefined) return finalize(op, tier, namespace, clients);
+    if (tier.metadata.deletionTimestamp !== undefined) return finalize(op, tier, namespace, ownClients);
     if (!(tier.metadata.finalizers ?? []).includes(TIER_FINALIZER)) {
       await op.kube.patch(TIERS, undefined, name, {
         metadata: { finalizers: [...(tier.metadata.finalizers ?? []), TIER_FINALIZER], resourceVersion: tier.metadata.resourceVersion },
       });
     }
+    const clients = ownClients + clientsOfOtherInstances(op, namespace, scope);
 
     let conflict: string | undefined;
     try {
@@ -78,11 +88,19 @@ function ready(tier: Tier, status: 'True' | 'False', reason: string, message: st
   return setCondition(tier.status?.conditions, { type: 'Ready', status, reason, message }, tier.metadata.generation, new Date(now));
 }
 
-function namespaceMetadata(tier: Tier) {
+/** Whether the tier namespace names another instance's scope as the Tier's manager. */
+function managedElsewhere(op: OperatorContext, tier: Tier, namespace: string, scope: string): boolean {
+  const ns = op.caches.namespaces.get(undefined, namespace);
+  const manager = ns?.metadata?.annotations?.[MANAGING_SCOPE_ANNOTATION];
+  return ns?.metadata?.labels?.[TIER_LABEL] === tier.metadata.name && manager !== undefined && manager !== scope;
+}
+
+function namespaceMetadata(tier: Tier, scope: string) {
   const limits = tier.spec.limits;
   return {
     labels: { [MANAGED_BY]: MANAGER, [TIER_LABEL]: tier.metadata.name, ...POD_SECURITY_LABELS } as Record<string, string>,
     annotations: {
+      [MANAGING_SCOPE_ANNOTATION]: scope as string | null,
       [REQUESTS_PER_MINUTE_ANNOTATION]: limits?.requestsPerMinute === undefined ? null : String(limits.requestsPerMinute),
       [TOKENS_PER_MINUTE_ANNOTATION]: limits?.tokensPerMinute === undefined ? null : String(limits.tokensPerMinute),
     },
@@ -91,7 +109,7 @@ function namespaceMetadata(tier: Tier) {
 
 /** Creates or corrects the tier namespace; returns a message when the name belongs to something else. */
 async function ensureNamespace(op: OperatorContext, tier: Tier, name: string): Promise<string | undefined> {
-  const want = namespaceMetadata(tier);
+  const want = namespaceMetadata(tier, instanceScope(op.config.selector));
   const existing = op.caches.namespaces.get(undefined, name);
   if (existing === undefined) {
     try {
@@ -110,7 +128,8 @@ async function ensureNamespace(op: OperatorContext, tier: Tier, name: string): P
   const annotations = existing.metadata?.annotations ?? {};
   const drift =
     Object.entries(want.annotations).some(([k, v]) => (annotations[k] ?? null) !== v) || Object.entries(want.labels).some(([k, v]) => labels[k] !== v);
-  if (drift) await op.kube.patch(NAMESPACES, undefined, name, { metadata: want });
+  // With the resourceVersion as a precondition: of two instances claiming a namespace at once, one wins.
+  if (drift) await op.kube.patch(NAMESPACES, undefined, name, { metadata: { ...want, resourceVersion: existing.metadata?.resourceVersion } });
   return undefined;
 }
 
@@ -191,23 +210,43 @@ async function deleteIgnoringMissing(op: OperatorContext, type: ResourceType, na
 async function sweep(op: OperatorContext, namespace: string): Promise<number | undefined> {
   const now = op.now();
   let again: number | undefined;
+  const scope = instanceScope(op.config.selector);
   for (const account of op.caches.serviceAccounts.byIndex('namespace', namespace)) {
-    const name = account.metadata?.name as string;
-    if (op.caches.clients.byIndex(INDEX.clientByServiceAccount, `${namespace}/${name}`).length > 0) continue;
+    // Used by a client of this instance (its status, or its record of use) or of another: kept.
+    if (usersOf(op, account, undefined).length > 0) continue;
     const age = now - Date.parse(account.metadata?.creationTimestamp ?? '');
     if (!(age >= SWEEP_MIN_AGE_MS)) {
       again = Math.min(again ?? Infinity, SWEEP_MIN_AGE_MS - (Number.isNaN(age) ? 0 : age) + 100);
       continue;
     }
-    await deleteIgnoringMissing(op, SERVICE_ACCOUNTS, namespace, name);
+    try {
+      await deleteIfUnused(op, account, undefined);
+    } catch (err) {
+      // A client recorded its use since the cache was read: look again once the cache shows it.
+      if (!isConflict(err)) throw err;
+      again = Math.min(again ?? Infinity, 1000);
+    }
   }
   for (const anchor of op.caches.secrets.byIndex('namespace', namespace)) {
     if (anchor.type !== ANCHOR_SECRET_TYPE) continue;
+    // Only this instance's anchors: another instance's clients are not in this cache. Anchors made
+    // before anchors carried a scope are judged only by an instance that manages every client.
+    const anchorScope = anchor.metadata?.labels?.[SCOPE_LABEL];
+    if (anchorScope !== undefined ? anchorScope !== scope : op.config.selector.trim() !== '') continue;
     const uid = anchor.metadata?.labels?.[CLIENT_UID_LABEL];
     if (uid !== undefined && op.caches.clients.byIndex(INDEX.clientByUid, uid).length > 0) continue;
     await deleteIgnoringMissing(op, SECRETS, namespace, anchor.metadata?.name as string);
   }
   return again;
+}
+
+/** Clients of other instances holding a ServiceAccount in the tier namespace, by their records of use. */
+function clientsOfOtherInstances(op: OperatorContext, namespace: string, scope: string): number {
+  const others = new Set<string>();
+  for (const account of op.caches.serviceAccounts.byIndex('namespace', namespace)) {
+    for (const use of recordedUses(account.metadata?.annotations)) if (use.scope !== scope) others.add(use.clientUid);
+  }
+  return others.size;
 }
 
 async function finalize(op: OperatorContext, tier: Tier, namespace: string, clients: number): Promise<ReconcileResult> {

@@ -237,8 +237,8 @@ const STAGES: Stage[] = [
     },
   },
   {
-    name: 'adopt: an existing ServiceAccount of the user, not in the cache, is read and used',
-    needs: ['get serviceaccounts'],
+    name: 'adopt: an existing ServiceAccount of the user, not in the cache, is read, marked as used by the client, and used',
+    needs: ['get serviceaccounts', 'patch serviceaccounts'],
     run: async (r, t) => {
       const name = expectedServiceAccountName(BOB);
       const sa = await kube.create(R.serviceAccount, r.tier1Ns, { metadata: { name, annotations: { 'tokenwarden.io/user': BOB } } });

@@ -1,0 +1,83 @@
+/**
+ * Minting one token: create the anchor, mint the token bound to it through the TokenRequest API,
+ * write the client's Secret. A failure after the anchor exists deletes it: no one can hold its token.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IssuedToken, Tier } from '../../api/index.ts';
+import { formatTime } from '../../controller/conditions.ts';
+import { SECRETS, SERVICE_ACCOUNTS } from '../../kube/resources.ts';
+import { instanceScope } from '../../policy/service-account-use.ts';
+import { readTokenClaims, type TokenClaims } from '../../policy/token-claims.ts';
+import { renewalTime, type EffectiveTokenPolicy } from '../../policy/token-policy.ts';
+import type { CachedSecret, OperatorContext } from '../context.ts';
+import { ANCHOR_SECRET_TYPE, CLIENT_ANNOTATION, CLIENT_NAMESPACE_LABEL, CLIENT_UID_LABEL, MANAGED_BY, MANAGER, SCOPE_LABEL, TIER_LABEL } from '../labels.ts';
+import { anchorsRef } from './revocation.ts';
+import { writeToken } from './secret.ts';
+import type { Client } from './status.ts';
+
+/**
+ * Create the anchor, mint the token bound to it, write the client's Secret: in this order, so a
+ * crash at any point leaves nothing that works without being named (an anchor that no Secret or
+ * status names is an orphan, deleted on the next pass).
+ */
+export async function mintToken(
+  op: OperatorContext,
+  client: Client,
+  tier: Tier,
+  account: { namespace: string; name: string },
+  policy: EffectiveTokenPolicy,
+  secret: CachedSecret | undefined,
+): Promise<{ issued: IssuedToken; claims: TokenClaims | undefined }> {
+  const anchorName = `${client.metadata.name.slice(0, 200).replace(/[.-]+$/, '')}-${randomBytes(5).toString('hex')}`;
+  const anchor = await op.kube.create(SECRETS, account.namespace, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: ANCHOR_SECRET_TYPE,
+    metadata: {
+      name: anchorName,
+      labels: {
+        [MANAGED_BY]: MANAGER,
+        [TIER_LABEL]: tier.metadata.name,
+        [CLIENT_NAMESPACE_LABEL]: client.metadata.namespace as string,
+        [CLIENT_UID_LABEL]: client.metadata.uid as string,
+        [SCOPE_LABEL]: instanceScope(op.config.selector),
+      },
+      annotations: { [CLIENT_ANNOTATION]: `${client.metadata.namespace}/${client.metadata.name}` },
+    },
+  } as CachedSecret);
+  op.freshness.wrote(anchorsRef(client), anchor);
+  let token: string;
+  try {
+    const response = await op.kube.createSubresource<{ status?: { token?: string } }>(SERVICE_ACCOUNTS, account.namespace, account.name, 'token', {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: {
+        ...(policy.audiences.length > 0 ? { audiences: policy.audiences } : {}),
+        expirationSeconds: policy.expirationSeconds,
+        boundObjectRef: { apiVersion: 'v1', kind: 'Secret', name: anchorName, uid: anchor.metadata?.uid },
+      },
+    });
+    if (!response.status?.token) throw new Error('TokenRequest returned no token');
+    token = response.status.token;
+  } catch (err) {
+    await op.kube.delete(SECRETS, account.namespace, anchorName).catch(() => undefined);
+    throw err;
+  }
+  const claims = readTokenClaims(token);
+  const issuedAtMs = claims?.issuedAtMs ?? op.now();
+  const expiresAtMs = claims?.expiresAtMs ?? op.now() + policy.expirationSeconds * 1000;
+  const issued: IssuedToken = {
+    id: anchorName,
+    issuedAt: formatTime(new Date(issuedAtMs)),
+    expiresAt: formatTime(new Date(expiresAtMs)),
+    renewAt: formatTime(new Date(renewalTime(issuedAtMs, expiresAtMs, policy.renewBeforeMs))),
+  };
+  try {
+    await writeToken(op, client, tier.metadata.name, { token, issued, policy }, secret);
+  } catch (err) {
+    // Nobody can hold this token: revoke it now rather than leave it to the orphan sweep.
+    await op.kube.delete(SECRETS, account.namespace, anchorName).catch(() => undefined);
+    throw err;
+  }
+  return { issued, claims };
+}
