@@ -1,14 +1,15 @@
 /**
  * What every client's tier should be once the operator has settled, computed by the bench from the
- * live objects with the operator's own pure policy (src/policy/tier-resolution.ts), the way
- * src/reconcilers/resolution.ts applies it: a TenantBinding whose maxClients is taken withholds its
- * grant (clients bound through it ranked oldest first, then by name), the client falls back to the
- * next tier it qualifies for, and gets QuotaExceeded when there is none. The bench then waits for
+ * live objects with the operator's own pure policy (src/policy/tier-quota.ts), as
+ * src/reconcilers/resolution.ts applies it: the clients of a namespace ranked oldest first (then by
+ * name), each taking the best grant with a place left, falling back past full bindings, and
+ * QuotaExceeded when there is none. The bench then waits for
  * each client to show exactly that, not merely Ready: under a quota, a client may be Ready on one
  * tier and later move when an older client appears in the operator's cache.
  */
 import type { ServiceAccountClient, TenantBinding, Tier } from '../../src/api/index.ts';
-import { resolveTier, withinQuota, type Resolution } from '../../src/policy/tier-resolution.ts';
+import { planQuotas } from '../../src/policy/tier-quota.ts';
+import { resolveTier } from '../../src/policy/tier-resolution.ts';
 import type { KObject } from './kube.ts';
 
 /** A tier (its status.tierReason, the binding it holds, whether a full quota passed it over), or QuotaExceeded. */
@@ -43,45 +44,25 @@ export function expectedResolutions(clients: readonly KObject[], tiers: readonly
   const out = new Map<string, Expected>();
   for (const [ns, members] of byNamespace) {
     const nsBindings = (bindings as unknown as TenantBinding[]).filter((b) => b.metadata.namespace === ns);
-    const resolve = (c: ServiceAccountClient, excluded?: Set<string>): Resolution =>
-      resolveTier({
-        subject: c.spec.subject,
-        tiers: liveTiers,
-        bindings: nsBindings,
-        ...(c.spec.tierRef ? { requestedTier: c.spec.tierRef.name } : {}),
-        ...(excluded ? { excludedBindings: excluded } : {}),
-      });
-    // Best grant of every client with no binding excluded: who counts against which quota.
-    const boundTo = new Map<string, ServiceAccountClient[]>();
-    for (const c of members) {
-      const r = resolve(c);
-      const b = r.resolved ? r.binding?.metadata.name : undefined;
-      if (b !== undefined) boundTo.set(b, [...(boundTo.get(b) ?? []), c]);
-    }
-    const member = (c: ServiceAccountClient) => ({ namespace: ns, name: c.metadata.name, creationTimestamp: c.metadata.creationTimestamp });
-    for (const c of members) {
-      const excluded = new Set<string>();
-      let result: Expected | undefined;
-      for (;;) {
-        const r = resolve(c, excluded);
-        const binding = r.resolved ? r.binding : undefined;
-        if (binding?.spec.maxClients === undefined) {
-          result = r.resolved
-            ? { tier: r.tier.metadata.name, source: r.source, ...(r.binding ? { binding: r.binding.metadata.name } : {}), fellBack: excluded.size > 0 }
-            : excluded.size > 0
-              ? { quotaExceeded: true }
-              : undefined;
-          break;
-        }
-        const bound = (boundTo.get(binding.metadata.name) ?? []).map(member);
-        if (!bound.some((m) => m.name === c.metadata.name)) bound.push(member(c));
-        if (withinQuota(member(c), bound, binding.spec.maxClients)) {
-          result = { tier: (r as { tier: Tier }).tier.metadata.name, source: (r as { source: string }).source, binding: binding.metadata.name, fellBack: excluded.size > 0 };
-          break;
-        }
-        excluded.add(binding.metadata.name);
+    const candidates = members.map((c) => ({
+      key: c.metadata.name,
+      name: c.metadata.name,
+      creationTimestamp: c.metadata.creationTimestamp,
+      subject: c.spec.subject,
+      requestedTier: c.spec.tierRef?.name,
+    }));
+    const plan = planQuotas(candidates, liveTiers, nsBindings);
+    for (const c of candidates) {
+      const r = plan.resolutions.get(c.key);
+      if (r === undefined) continue;
+      if (!r.resolved) {
+        if (r.reason === 'QuotaExceeded') out.set(`${ns}/${c.name}`, { quotaExceeded: true });
+        continue;
       }
-      if (result) out.set(`${ns}/${c.metadata.name}`, result);
+      // Passed over by a full quota: its own best grant, with no quota counted, is another one.
+      const own = resolveTier({ subject: c.subject, tiers: liveTiers, bindings: nsBindings, ...(c.requestedTier ? { requestedTier: c.requestedTier } : {}) });
+      const fellBack = !own.resolved || own.source !== r.source || own.tier.metadata.name !== r.tier.metadata.name || own.binding?.metadata.name !== r.binding?.metadata.name;
+      out.set(`${ns}/${c.name}`, { tier: r.tier.metadata.name, source: r.source, ...(r.binding ? { binding: r.binding.metadata.name } : {}), fellBack });
     }
   }
   return out;
