@@ -101,10 +101,16 @@ export async function leaveOldTier(
   leftBehind: CachedSecret[],
   log: Logger,
 ): Promise<Outcome> {
-  await revokeTokens(op, client, anchorNames(leftBehind), log);
   const secret = cachedSecret(op, client);
-  if (secret !== undefined) await writeSecret(op, client, base.tier as string, undefined, secret);
-  await releaseServiceAccount(op, client, undefined);
+  // Three independent writes, sent together: every old token of a tier move waits for this pass over
+  // all the movers, so its length is what a move costs. All are settled before Moving is written.
+  const settled = await Promise.allSettled([
+    revokeTokens(op, client, anchorNames(leftBehind), log),
+    secret !== undefined ? writeSecret(op, client, base.tier as string, undefined, secret) : Promise.resolve(),
+    releaseServiceAccount(op, client, undefined),
+  ]);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
   const from = [...new Set(leftBehind.map((a) => a.metadata?.labels?.[TIER_LABEL] ?? a.metadata?.namespace))].join(', ');
   // No count in it: a repeat of this pass (the cache not yet showing the deletions) then writes nothing.
   const message = `moving to tier ${base.tier}: the tokens of tier ${from} are revoked; a token of tier ${base.tier} follows`;
