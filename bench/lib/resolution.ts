@@ -8,7 +8,7 @@
  * tier and later move when an older client appears in the operator's cache.
  */
 import type { ServiceAccountClient, TenantBinding, Tier } from '../../src/api/index.ts';
-import { planQuotas } from '../../src/policy/tier-quota.ts';
+import { planQuotas, quotaCandidateOf } from '../../src/policy/tier-quota.ts';
 import { resolveTier } from '../../src/policy/tier-resolution.ts';
 import type { KObject } from './kube.ts';
 
@@ -44,13 +44,7 @@ export function expectedResolutions(clients: readonly KObject[], tiers: readonly
   const out = new Map<string, Expected>();
   for (const [ns, members] of byNamespace) {
     const nsBindings = (bindings as unknown as TenantBinding[]).filter((b) => b.metadata.namespace === ns);
-    const candidates = members.map((c) => ({
-      key: c.metadata.name,
-      name: c.metadata.name,
-      creationTimestamp: c.metadata.creationTimestamp,
-      subject: c.spec.subject,
-      requestedTier: c.spec.tierRef?.name,
-    }));
+    const candidates = members.map(quotaCandidateOf);
     const plan = planQuotas(candidates, liveTiers, nsBindings);
     for (const c of candidates) {
       const r = plan.resolutions.get(c.key);

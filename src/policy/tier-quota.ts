@@ -7,7 +7,7 @@
  * its maxClients. One pass over the namespace decides every client: linear, where asking "does this
  * client fit?" client by client would re-resolve the namespace for each one.
  */
-import type { ClientSubject, TenantBinding, Tier } from '../api/index.ts';
+import type { ClientSubject, ServiceAccountClient, TenantBinding, Tier } from '../api/index.ts';
 import { resolveTier, type Resolution } from './tier-resolution.ts';
 
 export type QuotaResolution = Resolution | { resolved: false; reason: 'QuotaExceeded'; message: string };
@@ -26,6 +26,18 @@ export interface QuotaPlan {
   resolutions: ReadonlyMap<string, QuotaResolution>;
   /** How many candidates hold a tier through each binding, by binding name. */
   holders: ReadonlyMap<string, number>;
+}
+
+/** A client as the ranking sees it, looked up by its uid (by name if it has none, as in a dry run). */
+export function quotaCandidateOf(client: ServiceAccountClient): QuotaCandidate {
+  return {
+    key: client.metadata.uid ?? client.metadata.name,
+    name: client.metadata.name,
+    creationTimestamp: client.metadata.creationTimestamp,
+    // Objects read straight from the API server (the plugin, the bench) may leave out the default.
+    subject: { user: client.spec.subject.user, groups: client.spec.subject.groups ?? [] },
+    requestedTier: client.spec.tierRef?.name,
+  };
 }
 
 /** Oldest first; clients created in the same second by name, so the order is stable. */

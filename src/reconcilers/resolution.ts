@@ -1,5 +1,5 @@
 import type { ServiceAccountClient, TenantBinding, Tier } from '../api/index.ts';
-import { planQuotas, resolveWithinQuotas, type QuotaCandidate, type QuotaPlan, type QuotaResolution } from '../policy/tier-quota.ts';
+import { planQuotas, quotaCandidateOf, resolveWithinQuotas, type QuotaPlan, type QuotaResolution } from '../policy/tier-quota.ts';
 import { resolveTier } from '../policy/tier-resolution.ts';
 import { INDEX, liveTiers, type Caches, type OperatorContext } from './context.ts';
 
@@ -43,10 +43,10 @@ export function resolveClientTier(op: OperatorContext, client: ServiceAccountCli
   const planned = plan.resolutions.get(uid);
   if (planned !== undefined && plan.generations.get(uid) === client.metadata.generation) return planned;
   // Being deleted: it holds no place, and ranks after every client that does.
-  if (client.metadata.deletionTimestamp !== undefined) return resolveWithinQuotas(candidateOf(client), tiers, bindings, plan.holders);
+  if (client.metadata.deletionTimestamp !== undefined) return resolveWithinQuotas(quotaCandidateOf(client), tiers, bindings, plan.holders);
   // Not as the plan saw it (newer than the cache): a plan of its own, with this version in it.
   const others = liveClients(op.caches, namespace).filter((c) => c.metadata.uid !== uid);
-  return planQuotas([...others, client].map(candidateOf), tiers, bindings).resolutions.get(uid) as ClientResolution;
+  return planQuotas([...others, client].map(quotaCandidateOf), tiers, bindings).resolutions.get(uid) as ClientResolution;
 }
 
 /** A client being deleted holds no place: its quota is free for the next one. */
@@ -60,19 +60,9 @@ function planOf(caches: Caches, namespace: string, tiers: Tier[], bindings: Tena
   if (cached !== undefined) return cached;
   const clients = liveClients(caches, namespace);
   const plan: NamespacePlan = {
-    ...planQuotas(clients.map(candidateOf), tiers, bindings),
+    ...planQuotas(clients.map(quotaCandidateOf), tiers, bindings),
     generations: new Map(clients.map((c) => [c.metadata.uid as string, c.metadata.generation])),
   };
   byNamespace.set(namespace, plan);
   return plan;
-}
-
-function candidateOf(client: ServiceAccountClient): QuotaCandidate {
-  return {
-    key: client.metadata.uid as string,
-    name: client.metadata.name,
-    creationTimestamp: client.metadata.creationTimestamp,
-    subject: client.spec.subject,
-    requestedTier: client.spec.tierRef?.name,
-  };
 }

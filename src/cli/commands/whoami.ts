@@ -5,7 +5,7 @@
 import type { TenantBinding, Tier } from '../../api/index.ts';
 import { KubeApiError } from '../../kube/errors.ts';
 import { SERVICE_ACCOUNT_CLIENTS } from '../../kube/resources.ts';
-import { planQuotas } from '../../policy/tier-quota.ts';
+import { planQuotas, quotaCandidateOf } from '../../policy/tier-quota.ts';
 import { resolveTier, type Resolution } from '../../policy/tier-resolution.ts';
 import { CliError, str, type Parsed } from '../args.ts';
 import type { Command, Env } from '../command.ts';
@@ -120,12 +120,5 @@ export const whoami: Command = {
 
 async function placesTaken(cli: Cli, tiers: Tier[], bindings: TenantBinding[]): Promise<ReadonlyMap<string, number>> {
   const clients = (await cli.client.list<Client>(SERVICE_ACCOUNT_CLIENTS, cli.namespace)).items.filter((c) => c.metadata.deletionTimestamp === undefined && c.spec?.subject);
-  const candidates = clients.map((c) => ({
-    key: c.metadata.uid ?? c.metadata.name,
-    name: c.metadata.name,
-    creationTimestamp: c.metadata.creationTimestamp,
-    subject: { user: c.spec.subject.user, groups: c.spec.subject.groups ?? [] },
-    requestedTier: c.spec.tierRef?.name,
-  }));
-  return planQuotas(candidates, tiers, bindings).holders;
+  return planQuotas(clients.map(quotaCandidateOf), tiers, bindings).holders;
 }
