@@ -121,12 +121,19 @@ export const ServiceAccountClientStatus = z.object({
   revocationEpoch: z.number().int().min(0).optional(),
   /**
    * Failed attempts in a row to issue or renew a token; cleared by the next success. The next
-   * attempt waits 5s after the first failure, doubling with each one up to 1h; a spec change or a
-   * new tier tries again at once.
+   * attempt waits 5s after the first failure, doubling with each one up to 1h; a spec change, a
+   * new tier or a new renewal request (`kubectl tokenwarden renew`) tries again at once and counts
+   * from 1.
    */
   failedAttempts: z.number().int().min(0).optional(),
   /** When the last attempt to issue or renew a token failed (RFC 3339); cleared by the next success. */
   lastFailureTime: z.string().optional(),
+  /**
+   * The annotation tokenwarden.io/renew-requested-at as it was when the last attempt failed; cleared
+   * by the next success (a value longer than 64 characters as its SHA-256). A renewal request with
+   * another value starts the backoff over, once.
+   */
+  lastFailureRenewRequest: z.string().max(80).optional(),
   /** The metadata.generation this status describes. */
   observedGeneration: z.number().int().min(0).optional(),
   /** Ready (a valid token is in the Secret), TierResolved and Suspended. */

@@ -5,8 +5,12 @@
  *
  * The wait after the n-th failure in a row is 5s * 2^(n-1), at most 1h:
  * 5s, 10s, 20s, 40s, 80s, 160s, 320s, 640s, 1280s, 2560s, then 1h for every later one.
- * A new spec (metadata.generation) or a new tier starts over: the cause may be gone.
+ * A new spec (metadata.generation), a new tier or a new renewal request (the annotation
+ * tokenwarden.io/renew-requested-at set to a value the failures were not recorded under, which is what
+ * `kubectl tokenwarden renew` does) starts over: the cause may be gone (backoffStartsOver). Each of
+ * them is recorded with the failure that follows, so each starts over once, never on a retry.
  */
+import { createHash } from 'node:crypto';
 
 /** The first wait, after one failure. */
 export const ISSUANCE_BACKOFF_INITIAL_MS = 5_000;
@@ -26,7 +30,7 @@ export interface IssuanceBackoffInput {
   failedAttempts?: number | undefined;
   /** status.lastFailureTime (RFC 3339). */
   lastFailureTime?: string | undefined;
-  /** The spec or the tier changed since the failures were recorded: start over. */
+  /** The spec, the tier or the renewal request changed since the failures were recorded: start over (backoffStartsOver). */
   reset: boolean;
   now: number;
 }
@@ -55,4 +59,55 @@ export function issuanceBackoff(input: IssuanceBackoffInput): IssuanceBackoffDec
   // back longer than the wait itself.
   const waitMs = Math.min(retryAt - input.now, issuanceBackoffMs(input.failedAttempts ?? 0));
   return { go: false, retryAt: input.now + waitMs, waitMs };
+}
+
+/** What a client asks for now, and what its status recorded when the failures were counted. */
+export interface BackoffStartInput {
+  /** metadata.generation. */
+  generation: number | undefined;
+  /** status.observedGeneration: the generation of the last status written. */
+  observedGeneration: number | undefined;
+  /** The tier the client resolves to now. */
+  tier: string;
+  /** status.tier. */
+  recordedTier: string | undefined;
+  /** The client's tokenwarden.io/renew-requested-at annotation, if any. */
+  renewRequested: string | undefined;
+  /** status.lastFailureRenewRequest: renewRequestRecord() of that annotation when the last failure was recorded. */
+  recordedRenewRequest: string | undefined;
+}
+
+/**
+ * Whether the recorded failures no longer count: the spec or the tier changed since status was
+ * written, or a renewal was requested that the failures were not recorded under. A removed or empty
+ * annotation is no request. Each of these is written to status with the next failure (the
+ * generation and tier with every status, the request as lastFailureRenewRequest), so a refused
+ * attempt after a start-over counts from 1 and backs off again: nothing starts over twice.
+ */
+export function backoffStartsOver(input: BackoffStartInput): boolean {
+  if (input.generation !== input.observedGeneration || input.tier !== input.recordedTier) return true;
+  const request = renewRequestRecord(input.renewRequested);
+  return request !== undefined && request !== input.recordedRenewRequest;
+}
+
+/** Longest renewal request recorded as it is; `kubectl tokenwarden renew` writes 24 characters. */
+export const RENEW_REQUEST_RECORD_MAX = 64;
+
+/**
+ * A renewal request as status records it: the annotation's value, or for a value longer than
+ * RENEW_REQUEST_RECORD_MAX (anyone may write any annotation) its SHA-256, so status stays small
+ * and two different values still differ. undefined for no request.
+ */
+export function renewRequestRecord(renewRequested: string | undefined): string | undefined {
+  if (renewRequested === undefined || renewRequested === '') return undefined;
+  if (renewRequested.length <= RENEW_REQUEST_RECORD_MAX) return renewRequested;
+  return `sha256:${createHash('sha256').update(renewRequested).digest('hex')}`;
+}
+
+/**
+ * status.lastFailureRenewRequest to write: after a failed attempt, the request in effect then; while
+ * the backoff holds an attempt back, the one recorded.
+ */
+export function renewRequestOfFailure(failed: boolean, renewRequested: string | undefined, recorded: string | undefined): string | undefined {
+  return failed ? renewRequestRecord(renewRequested) : recorded;
 }

@@ -1,7 +1,8 @@
 /**
  * A client whose token cannot be issued or renewed says so, and waits before it tries again.
  *
- * Every failed attempt is recorded in status (failedAttempts, lastFailureTime) with Ready=False:
+ * Every failed attempt is recorded in status (failedAttempts, lastFailureTime and the renewal request
+ * it was made under, lastFailureRenewRequest) with Ready=False:
  * IssuanceFailed while the client holds no valid token, RenewalFailed while a previous one is still
  * valid (it stays in the Secret and in status until it expires; then the Secret is emptied). The
  * next attempt waits for policy/issuance-backoff.ts, decided from that record alone. A Warning Event
@@ -10,7 +11,7 @@
 import type { IssuedToken, ServiceAccountClient, ServiceAccountClientStatus } from '../api/index.ts';
 import { formatTime, getCondition } from '../controller/conditions.ts';
 import { errorMessage, isConflict, isNotFound } from '../kube/errors.ts';
-import { issuanceRetryAt } from '../policy/issuance-backoff.ts';
+import { issuanceRetryAt, renewRequestOfFailure } from '../policy/issuance-backoff.ts';
 import { planRetention } from '../policy/reissue.ts';
 
 export const ISSUANCE_FAILED = 'IssuanceFailed';
@@ -33,8 +34,12 @@ export interface HoldInput {
   gracePeriodMs: number;
   /** The ServiceAccount the tokens are minted for, when known. */
   serviceAccount?: ServiceAccountClientStatus['serviceAccount'];
-  /** The attempt that just failed; undefined when the backoff held the attempt back. */
-  failure?: { cause: string; reset: boolean };
+  /**
+   * The attempt that just failed; undefined when the backoff held the attempt back. `reset`: the
+   * earlier failures no longer count (policy/issuance-backoff.ts backoffStartsOver);
+   * `renewRequested`: the client's renewal request the attempt was made under.
+   */
+  failure?: { cause: string; reset: boolean; renewRequested?: string | undefined };
   now: number;
 }
 
@@ -71,6 +76,7 @@ export function holdWhileFailing(input: HoldInput): HoldPlan {
   const previousReady = getCondition(previous.conditions, 'Ready');
   const failedAttempts = failure === undefined ? (previous.failedAttempts ?? 1) : failure.reset ? 1 : (previous.failedAttempts ?? 0) + 1;
   const lastFailureTime = failure === undefined ? (previous.lastFailureTime ?? formatTime(new Date(now))) : formatTime(new Date(now));
+  const lastFailureRenewRequest = renewRequestOfFailure(failure !== undefined, failure?.renewRequested, previous.lastFailureRenewRequest);
   const retryAt = issuanceRetryAt(failedAttempts, lastFailureTime) ?? now;
 
   const valid = input.tokens.filter((t) => Date.parse(t.expiresAt) > now);
@@ -103,7 +109,7 @@ export function holdWhileFailing(input: HoldInput): HoldPlan {
     events.push({ type: 'Warning', reason: ready.reason, note });
   }
 
-  const { tokens: _t, expiresAt: _e, renewAt: _r, ...rest } = base;
+  const { tokens: _t, expiresAt: _e, renewAt: _r, lastFailureRenewRequest: _q, ...rest } = base;
   const status: ServiceAccountClientStatus = {
     ...rest,
     ...(input.serviceAccount !== undefined ? { serviceAccount: input.serviceAccount } : {}),
@@ -111,6 +117,7 @@ export function holdWhileFailing(input: HoldInput): HoldPlan {
     ...(newest !== undefined ? { expiresAt: newest.expiresAt, renewAt: newest.renewAt } : {}),
     failedAttempts,
     lastFailureTime,
+    ...(lastFailureRenewRequest !== undefined ? { lastFailureRenewRequest } : {}),
   };
   const wakeAt = Math.min(retryAt, newest === undefined ? Infinity : Date.parse(newest.expiresAt), retention.nextRevocationAt ?? Infinity);
   return {

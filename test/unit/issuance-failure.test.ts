@@ -55,6 +55,17 @@ describe('holdWhileFailing after a failed attempt', () => {
     expect(holdWhileFailing(input({ client: c, failure: { ...failure, reset: true } })).status.failedAttempts).toBe(1);
   });
 
+  it('records the renewal request the attempt was made under, and keeps it while the backoff holds', () => {
+    const c = client({ failedAttempts: 11, lastFailureTime: iso(T0 - 60 * S), lastFailureRenewRequest: 'A' });
+    const renewed = holdWhileFailing(input({ client: c, failure: { ...failure, reset: true, renewRequested: 'B' } }));
+    expect(renewed.status.failedAttempts).toBe(1);
+    expect(renewed.status.lastFailureRenewRequest).toBe('B');
+    expect(renewed.requeueAfterMs).toBe(5 * S + 50);
+    expect(holdWhileFailing(input({ client: c, failure })).status.lastFailureRenewRequest).toBeUndefined();
+    expect(holdWhileFailing(input({ client: c })).status.lastFailureRenewRequest).toBe('A');
+    expect(holdWhileFailing(input({ client: client({ failedAttempts: 1, lastFailureTime: iso(T0) }) })).status).not.toHaveProperty('lastFailureRenewRequest');
+  });
+
   it('a renewal that fails keeps the still-valid token in status: RenewalFailed, wakes at the retry', () => {
     const t = token('a1', T0 - 540 * S);
     const plan = holdWhileFailing(input({ tokens: [t], secretHoldsToken: true, failure }));

@@ -7,9 +7,13 @@ import { describe, expect, it } from 'vitest';
 import {
   ISSUANCE_BACKOFF_CAP_MS,
   ISSUANCE_BACKOFF_INITIAL_MS,
+  RENEW_REQUEST_RECORD_MAX,
+  backoffStartsOver,
   issuanceBackoff,
   issuanceBackoffMs,
   issuanceRetryAt,
+  renewRequestOfFailure,
+  renewRequestRecord,
 } from '../../src/policy/issuance-backoff.ts';
 
 const T0 = Date.parse('2026-12-01T12:00:00Z');
@@ -133,5 +137,80 @@ describe('issuanceBackoff', () => {
     expect(attempts(60 * S)).toBe(4);
     // At 0, 5, 15, 35, 75, 155, 315, 635, 1275, 2555, 5115s (11), then hourly: 8715, 12315, 15915, 19515s.
     expect(attempts(6 * 3600 * S)).toBe(15);
+  });
+});
+
+describe('backoffStartsOver', () => {
+  const A = '2026-12-01T12:00:00.000Z';
+  const B = '2026-12-01T13:00:00.000Z';
+  const same = { generation: 3, observedGeneration: 3, tier: 'free', recordedTier: 'free', renewRequested: undefined, recordedRenewRequest: undefined };
+
+  it('does not start over while nothing changed since the failures were recorded', () => {
+    expect(backoffStartsOver(same)).toBe(false);
+    expect(backoffStartsOver({ ...same, renewRequested: A, recordedRenewRequest: A })).toBe(false);
+  });
+
+  it('starts over for a new spec or a new tier (as before)', () => {
+    expect(backoffStartsOver({ ...same, generation: 4 })).toBe(true);
+    expect(backoffStartsOver({ ...same, observedGeneration: undefined })).toBe(true);
+    expect(backoffStartsOver({ ...same, tier: 'premium' })).toBe(true);
+    expect(backoffStartsOver({ ...same, recordedTier: undefined })).toBe(true);
+  });
+
+  it('starts over for a renewal request the failures were not recorded under', () => {
+    expect(backoffStartsOver({ ...same, renewRequested: B, recordedRenewRequest: A })).toBe(true);
+    expect(backoffStartsOver({ ...same, renewRequested: B, recordedRenewRequest: undefined })).toBe(true);
+  });
+
+  it('a removed or empty annotation is no request', () => {
+    expect(backoffStartsOver({ ...same, renewRequested: undefined, recordedRenewRequest: A })).toBe(false);
+    expect(backoffStartsOver({ ...same, renewRequested: '', recordedRenewRequest: A })).toBe(false);
+    expect(backoffStartsOver({ ...same, renewRequested: '', recordedRenewRequest: undefined })).toBe(false);
+  });
+
+  it('a long annotation is compared by what status records of it', () => {
+    const long = 'x'.repeat(10_000);
+    expect(backoffStartsOver({ ...same, renewRequested: long, recordedRenewRequest: renewRequestRecord(long) })).toBe(false);
+    expect(backoffStartsOver({ ...same, renewRequested: `${long}y`, recordedRenewRequest: renewRequestRecord(long) })).toBe(true);
+  });
+
+  it('starts over exactly once per request: a refusal of the renewed attempt backs off again, 4 attempts a minute, not a hot loop', () => {
+    // A client in the 1h backoff; `renew` sets a new value at T0, the refusal persists; reconciles every 100ms.
+    let failed = 20;
+    let last: string | undefined = iso(T0 - 10 * S);
+    let recorded: string | undefined = A;
+    let count = 0;
+    for (let now = T0; now < T0 + 60 * S; now += 100) {
+      const reset = backoffStartsOver({ ...same, renewRequested: B, recordedRenewRequest: recorded });
+      if (!issuanceBackoff({ failedAttempts: failed, lastFailureTime: last, reset, now }).go) continue;
+      count++;
+      failed = reset ? 1 : failed + 1;
+      last = iso(now);
+      recorded = renewRequestOfFailure(true, B, recorded);
+    }
+    expect(count).toBe(4);
+    expect(failed).toBe(4);
+  });
+});
+
+describe('renewRequestRecord and renewRequestOfFailure', () => {
+  it('records a request as it is, a long one as its SHA-256, none as undefined', () => {
+    expect(renewRequestRecord(undefined)).toBeUndefined();
+    expect(renewRequestRecord('')).toBeUndefined();
+    expect(renewRequestRecord('2026-12-01T12:00:00.000Z')).toBe('2026-12-01T12:00:00.000Z');
+    const edge = 'a'.repeat(RENEW_REQUEST_RECORD_MAX);
+    expect(renewRequestRecord(edge)).toBe(edge);
+    const long = renewRequestRecord(`${edge}a`);
+    expect(long).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // The status schema allows it.
+    expect((long as string).length).toBeLessThanOrEqual(80);
+    expect(renewRequestRecord(`${edge}b`)).not.toBe(long);
+  });
+
+  it('after a failure: the request in effect; while held back: the one recorded', () => {
+    expect(renewRequestOfFailure(true, 'B', 'A')).toBe('B');
+    expect(renewRequestOfFailure(true, undefined, 'A')).toBeUndefined();
+    expect(renewRequestOfFailure(false, 'B', 'A')).toBe('A');
+    expect(renewRequestOfFailure(false, 'B', undefined)).toBeUndefined();
   });
 });

@@ -7,7 +7,7 @@ import type { IssuedToken, ServiceAccountClientStatus, Tier } from '../../api/in
 import { formatTime, getCondition } from '../../controller/conditions.ts';
 import type { Logger } from '../../controller/logger.ts';
 import { errorMessage } from '../../kube/errors.ts';
-import { issuanceBackoff } from '../../policy/issuance-backoff.ts';
+import { backoffStartsOver, issuanceBackoff } from '../../policy/issuance-backoff.ts';
 import { needsNewToken, RENEW_REQUESTED_AT_ANNOTATION, RENEWED_FOR_ANNOTATION, type ReissueDecision } from '../../policy/reissue.ts';
 import type { TokenClaims } from '../../policy/token-claims.ts';
 import { renewalTime, type EffectiveTokenPolicy } from '../../policy/token-policy.ts';
@@ -59,11 +59,19 @@ export async function issue(op: OperatorContext, input: IssuanceInput, log: Logg
   const previous = client.status ?? {};
   const tierName = tier.metadata.name;
   // Issuing waits out the backoff of earlier failures, and a failure is recorded, not thrown.
-  const reset = client.metadata.generation !== previous.observedGeneration || previous.tier !== tierName;
+  const renewRequested = client.metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION];
+  const reset = backoffStartsOver({
+    generation: client.metadata.generation,
+    observedGeneration: previous.observedGeneration,
+    tier: tierName,
+    recordedTier: previous.tier,
+    renewRequested,
+    recordedRenewRequest: previous.lastFailureRenewRequest,
+  });
   const failing = { client, base, tokens: tokens.filter((t) => anchors.has(t.id)), secretHoldsToken: secret?.tokenClaims !== undefined, gracePeriodMs: policy.gracePeriodMs, now };
   const hold = async (err?: unknown, serviceAccount?: HoldInput['serviceAccount']): Promise<IssuanceResult> => ({
     done: true,
-    outcome: await holdFailing(op, { ...failing, serviceAccount, failure: err === undefined ? undefined : { cause: issuanceCause(err, isSecretError), reset } }, input.tierResolved, input.events, log),
+    outcome: await holdFailing(op, { ...failing, serviceAccount, failure: err === undefined ? undefined : { cause: issuanceCause(err, isSecretError), reset, renewRequested } }, input.tierResolved, input.events, log),
   });
   if (!issuanceBackoff({ failedAttempts: previous.failedAttempts, lastFailureTime: previous.lastFailureTime, reset, now }).go) return hold();
 
@@ -107,7 +115,7 @@ export async function issue(op: OperatorContext, input: IssuanceInput, log: Logg
           },
     newestAnchorExists: tokens[0] !== undefined && anchors.has(tokens[0].id),
     recordedServiceAccount: (previous.tokens ?? []).length > 0 ? previous.serviceAccount : undefined,
-    renewRequested: client.metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION],
+    renewRequested,
   });
   if (decision === undefined) return { done: false, account: saRef, decision, tokens, secretToken: secret?.tokenClaims };
 

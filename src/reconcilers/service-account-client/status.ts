@@ -44,7 +44,7 @@ export function clearedTokens(status: ServiceAccountClientStatus): ServiceAccoun
 
 /** Status without the record of failed issuance: after a success, or when nothing is to be issued. */
 export function withoutFailures(status: ServiceAccountClientStatus): ServiceAccountClientStatus {
-  const { failedAttempts: _f, lastFailureTime: _l, ...rest } = status;
+  const { failedAttempts: _f, lastFailureTime: _l, lastFailureRenewRequest: _q, ...rest } = status;
   return rest;
 }
 
