@@ -13,7 +13,7 @@
  * Token values are never printed: tokens are compared by fingerprint.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiserverMetrics, createTestNamespace, kubectl, waitFor } from '../support/cluster.ts';
+import { createTestNamespace, kubectl, waitFor } from '../support/cluster.ts';
 import {
   R,
   clientEvents,
@@ -23,29 +23,21 @@ import {
   fingerprint,
   getClient,
   kube,
-  metricSamples,
   readClientToken,
-  request,
-  resourcePath,
   review,
   sleep,
   startOperator,
   tierNamespace,
-  trackClusterObject,
   uniquePrefix,
   waitForClient,
   waitForClientReady,
   waitForTierReady,
   type Client,
   type OperatorProcess,
-  type ResourceType,
 } from '../support/operator.ts';
-import { countedIdentity } from '../support/writes.ts';
+import { countedTokenRequests, tokenRequestRefusals } from './support/token-request-refusal.ts';
 
 type FailingClient = Client & { status?: Client['status'] & { failedAttempts?: number; lastFailureTime?: string } };
-
-const VAP: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicies', namespaced: false };
-const VAP_BINDING: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicybindings', namespaced: false };
 
 /** Attempts the backoff allows from a first failure at 0s: at 0, 5, 15, 35 s (the next one at 75 s). */
 const ATTEMPTS_IN_A_MINUTE = 4;
@@ -56,97 +48,17 @@ let op: OperatorProcess;
 let ns: string;
 let aud: string;
 let group: string;
-let tokenRequestSchema: string;
 let operatorKubeconfig: string;
-const refusals = new Set<string>();
 
-/** TokenRequests the operator's identity sent since kube-apiserver started. */
-async function tokenRequests(): Promise<number> {
-  const samples = metricSamples(await apiserverMetrics(), 'apiserver_flowcontrol_dispatched_requests_total');
-  return samples.filter((s) => s.labels.flow_schema === tokenRequestSchema).reduce((n, s) => n + s.value, 0);
-}
-
-/** A policy refusing every TokenRequest in `namespace`, in effect when this returns. Returns its name. */
-async function refuseTokenRequests(namespace: string, message: string): Promise<string> {
-  const name = `${prefix}-refuse-${refusals.size}`;
-  await kube.create(VAP, undefined, {
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'ValidatingAdmissionPolicy',
-    metadata: { name },
-    spec: {
-      failurePolicy: 'Fail',
-      matchConstraints: {
-        resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['serviceaccounts/token'] }],
-      },
-      validations: [{ expression: 'false', message, reason: 'Forbidden' }],
-    },
-  });
-  trackClusterObject(VAP, name);
-  await kube.create(VAP_BINDING, undefined, {
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'ValidatingAdmissionPolicyBinding',
-    metadata: { name },
-    spec: {
-      policyName: name,
-      validationActions: ['Deny'],
-      matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } },
-    },
-  });
-  trackClusterObject(VAP_BINDING, name);
-  refusals.add(name);
-  // In effect once the admin's own TokenRequest in that namespace is refused (the policy is compiled
-  // asynchronously after the create).
-  const probe = `${prefix}-probe`;
-  if ((await kube.tryGet(R.serviceAccount, namespace, probe)) === null) {
-    await kube.create(R.serviceAccount, namespace, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: probe } });
-  }
-  await waitFor(
-    async () => {
-      try {
-        await request('POST', resourcePath(R.serviceAccount, namespace, probe, 'token'), {
-          apiVersion: 'authentication.k8s.io/v1',
-          kind: 'TokenRequest',
-          spec: { expirationSeconds: 600 },
-        });
-        return undefined;
-      } catch (err) {
-        return String(err).includes(message) ? true : undefined;
-      }
-    },
-    { timeoutMs: 30_000, description: `the policy ${name} refusing TokenRequests in ${namespace}` },
-  );
-  return name;
-}
-
-async function allowTokenRequests(name: string): Promise<void> {
-  await kube.remove(VAP_BINDING, undefined, name);
-  await kube.remove(VAP, undefined, name);
-  refusals.delete(name);
-}
+const refusals = tokenRequestRefusals(prefix);
+let tokenRequests: () => Promise<number>;
+const refuseTokenRequests = (namespace: string, message: string) => refusals.refuse(namespace, message);
+const allowTokenRequests = (name: string) => refusals.allow(name);
 
 beforeAll(async () => {
-  const identity = await countedIdentity(prefix);
-  const [, , saNamespace, saName] = identity.username.split(':');
-  tokenRequestSchema = `${prefix}-token-requests`;
-  // Ahead of support/writes.ts's schemas (precedence 60 and 61): this identity's TokenRequests only.
-  await kube.create(R.flowSchema, undefined, {
-    apiVersion: 'flowcontrol.apiserver.k8s.io/v1',
-    kind: 'FlowSchema',
-    metadata: { name: tokenRequestSchema },
-    spec: {
-      priorityLevelConfiguration: { name: 'global-default' },
-      matchingPrecedence: 59,
-      distinguisherMethod: { type: 'ByUser' },
-      rules: [
-        {
-          subjects: [{ kind: 'ServiceAccount', serviceAccount: { namespace: saNamespace, name: saName } }],
-          resourceRules: [{ verbs: ['create'], apiGroups: [''], resources: ['serviceaccounts/token'], namespaces: ['*'] }],
-        },
-      ],
-    },
-  });
-  trackClusterObject(R.flowSchema, tokenRequestSchema);
-  operatorKubeconfig = identity.kubeconfig;
+  const counter = await countedTokenRequests(prefix);
+  tokenRequests = () => counter.tokenRequests();
+  operatorKubeconfig = counter.identity.kubeconfig;
   op = await startOperator({ namespacePrefix: prefix, kubeconfig: operatorKubeconfig });
   ns = await createTestNamespace(`${prefix}-team`);
   aud = `${prefix}-gateway`;
@@ -154,7 +66,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const name of [...refusals]) await allowTokenRequests(name).catch(() => undefined);
+  await refusals.allowAll();
 });
 
 const readyOf = (client: Client) => condition(client, 'Ready');
