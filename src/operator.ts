@@ -28,6 +28,7 @@ import { recordedUses } from './policy/service-account-use.ts';
 import { bindingMatches } from './policy/tier-resolution.ts';
 import { readTokenClaims } from './policy/token-claims.ts';
 import { CacheFreshness } from './reconcilers/cache-freshness.ts';
+import { UnusedAnchors } from './reconcilers/unused-anchors.ts';
 import { DEFAULT_OR_NONE, INDEX, isTrustedAnchor, liveTiers, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorConfig, type OperatorContext, type ServiceAccount } from './reconcilers/context.ts';
 import { ANCHOR_SECRET_TYPE, CLIENT_UID_LABEL, MANAGED_SELECTOR, TIER_LABEL, TOKEN_KEY, TOKEN_SECRET_TYPE } from './reconcilers/labels.ts';
 import { noopTokenMetrics, type TokenMetrics } from './reconcilers/metrics.ts';
@@ -146,6 +147,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     caches,
     events: new EventRecorder({ client: kube, reportingInstance: opts.instance, logger: log, ...(opts.metrics?.eventDropped ? { onDropped: (e: { type: string }) => opts.metrics?.eventDropped?.(e.type) } : {}) }),
     freshness: new CacheFreshness(),
+    unusedAnchors: new UnusedAnchors(),
     metrics: opts.metrics?.tokens ?? noopTokenMetrics,
     logger: log,
     now: () => Date.now(),

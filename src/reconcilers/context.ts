@@ -7,6 +7,7 @@ import type { KubeObject } from '../kube/resources.ts';
 import type { TokenClaims } from '../policy/token-claims.ts';
 import type { CacheFreshness } from './cache-freshness.ts';
 import type { TokenMetrics } from './metrics.ts';
+import type { UnusedAnchors } from './unused-anchors.ts';
 import { ANCHOR_SECRET_TYPE, TIER_LABEL, TOKEN_SECRET_TYPE } from './labels.ts';
 
 /** A Secret as cached: token values are replaced by their claims before they reach the cache. */
@@ -80,6 +81,8 @@ export interface OperatorContext {
   caches: Caches;
   events: EventRecorder;
   freshness: CacheFreshness;
+  /** Anchors of refused attempts, reused by the next attempt (policy/anchor-reuse.ts). */
+  unusedAnchors: UnusedAnchors;
   metrics: TokenMetrics;
   logger: Logger;
   now: () => number;

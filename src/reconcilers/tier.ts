@@ -235,6 +235,7 @@ async function sweep(op: OperatorContext, namespace: string): Promise<number | u
     if (anchorScope !== undefined ? anchorScope !== scope : op.config.selector.trim() !== '') continue;
     const uid = anchor.metadata?.labels?.[CLIENT_UID_LABEL];
     if (uid !== undefined && op.caches.clients.byIndex(INDEX.clientByUid, uid).length > 0) continue;
+    if (uid !== undefined) op.unusedAnchors.forget(uid, anchor.metadata?.name as string);
     await deleteIgnoringMissing(op, SECRETS, namespace, anchor.metadata?.name as string);
   }
   return again;

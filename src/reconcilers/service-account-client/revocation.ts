@@ -38,6 +38,7 @@ export async function revokeTokens(op: OperatorContext, client: Client, ids: str
   for (const id of ids) {
     const anchor = anchors.get(id);
     if (anchor === undefined) continue;
+    op.unusedAnchors.forget(client.metadata.uid as string, id);
     try {
       await op.kube.delete(SECRETS, anchor.metadata?.namespace, id, { preconditions: { uid: anchor.metadata?.uid as string } });
       revoked++;

@@ -5,8 +5,10 @@
  *
  * Issuance fails the real way: a ValidatingAdmissionPolicy (admin-applied, bound to one tier
  * namespace) refuses `serviceaccounts/token` CREATE there. The operator runs as a ServiceAccount of
- * its own (support/writes.ts), and a FlowSchema of this file that matches only that identity's
- * TokenRequests counts them: one persistently refused client costs a handful over a minute.
+ * its own (support/writes.ts), and a FlowSchema that matches only that identity's TokenRequests
+ * counts them (support/token-request-refusal.ts): one persistently refused client costs a handful
+ * over a minute, and a status patch per attempt besides: the anchor of the first refused attempt
+ * carries the later ones (policy/anchor-reuse.ts) and is deleted with the client.
  *
  * A restart of the operator does not shorten the wait: it is read from the client's status.
  *
@@ -16,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, kubectl, waitFor } from '../support/cluster.ts';
 import {
   R,
+  anchorsOf,
   clientEvents,
   condition,
   createClient,
@@ -35,12 +38,18 @@ import {
   type Client,
   type OperatorProcess,
 } from '../support/operator.ts';
+import type { RequestCounts } from '../support/writes.ts';
 import { countedTokenRequests, tokenRequestRefusals } from './support/token-request-refusal.ts';
 
 type FailingClient = Client & { status?: Client['status'] & { failedAttempts?: number; lastFailureTime?: string } };
 
 /** Attempts the backoff allows from a first failure at 0s: at 0, 5, 15, 35 s (the next one at 75 s). */
 const ATTEMPTS_IN_A_MINUTE = 4;
+/**
+ * Writes other than TokenRequests in that minute: measured 9 (16 while every attempt created an
+ * anchor and deleted it again); an attempt more (5 in the window) would make 10.
+ */
+const WRITES_IN_A_MINUTE = 11;
 const WINDOW_MS = 60_000;
 
 const prefix = uniquePrefix('ifail');
@@ -52,12 +61,14 @@ let operatorKubeconfig: string;
 
 const refusals = tokenRequestRefusals(prefix);
 let tokenRequests: () => Promise<number>;
+let counts: () => Promise<RequestCounts>;
 const refuseTokenRequests = (namespace: string, message: string) => refusals.refuse(namespace, message);
 const allowTokenRequests = (name: string) => refusals.allow(name);
 
 beforeAll(async () => {
   const counter = await countedTokenRequests(prefix);
   tokenRequests = () => counter.tokenRequests();
+  counts = () => counter.identity.counts();
   operatorKubeconfig = counter.identity.kubeconfig;
   op = await startOperator({ namespacePrefix: prefix, kubeconfig: operatorKubeconfig });
   ns = await createTestNamespace(`${prefix}-team`);
@@ -86,7 +97,8 @@ describe('a TokenRequest refused by an admission policy', () => {
     const policy = await refuseTokenRequests(tierNs, message);
 
     const before = await tokenRequests();
-    await createClient(op, ns, 'refused', { subject: { user: `refused@${prefix}.example.com`, groups: [group] } });
+    const writesBefore = (await counts()).writes;
+    const created = await createClient(op, ns, 'refused', { subject: { user: `refused@${prefix}.example.com`, groups: [group] } });
     const started = Date.now();
 
     const failed = (await waitForClient(ns, 'refused', (c) => readyOf(c)?.reason === 'IssuanceFailed', {
@@ -105,14 +117,26 @@ describe('a TokenRequest refused by an admission policy', () => {
     expect(table.code, table.stderr).toBe(0);
     expect(table.stdout).toMatch(/^refused\s+\S+\s+\S+\s+False\s+IssuanceFailed\s/m);
 
+    // The anchor of the first refused attempt carries every later attempt: no token was bound to it.
+    const [anchor, ...more] = await anchorsOf(created.metadata.uid as string);
+    expect(more, 'one anchor for every refused attempt').toEqual([]);
+    expect(anchor?.metadata.namespace).toBe(tierNs);
+
     // A minute of a persistently refused client.
     await sleep(Math.max(0, started + WINDOW_MS - Date.now()));
     const sent = (await tokenRequests()) - before;
+    const writes = (await counts()).writes - writesBefore;
     const during = (await getClient(ns, 'refused')) as FailingClient;
     expect(readyOf(during)?.reason).toBe('IssuanceFailed');
     expect(sent, `TokenRequests in ${WINDOW_MS / 1000}s`).toBeGreaterThanOrEqual(ATTEMPTS_IN_A_MINUTE - 1);
     expect(sent, `TokenRequests in ${WINDOW_MS / 1000}s`).toBeLessThanOrEqual(ATTEMPTS_IN_A_MINUTE + 1);
     expect(during.status?.failedAttempts).toBe(sent);
+    expect((await anchorsOf(created.metadata.uid as string)).map((a) => a.metadata.uid), 'the same anchor after every attempt').toEqual([anchor?.metadata.uid]);
+    // Besides the TokenRequests (counted apart): the finalizer, the ServiceAccount and its record of
+    // use, one anchor, one status patch per attempt, one Warning Event, the tier's count of clients.
+    // Creating and deleting an anchor per attempt as before costs 2 more per attempt.
+    console.log(`refused client: ${sent} TokenRequests and ${writes} other writes in ${WINDOW_MS / 1000}s`);
+    expect(writes, `writes other than TokenRequests in ${WINDOW_MS / 1000}s`).toBeLessThanOrEqual(WRITES_IN_A_MINUTE);
 
     // One Warning Event for the streak, not one per attempt.
     const warnings = (await clientEvents(ns, 'refused')).filter((e) => e.reason === 'IssuanceFailed');
@@ -133,11 +157,30 @@ describe('a TokenRequest refused by an admission policy', () => {
     const { token, audiences } = await readClientToken(ns, 'refused');
     expect(token).toBeDefined();
     expect((await review(token as string, audiences)).authenticated).toBe(true);
+    // The token is bound to the anchor the refused attempts left; nothing else is left over.
+    expect(recovered.status?.tokens?.map((t) => t.id)).toEqual([anchor?.metadata.name]);
+    await waitFor(async () => ((await anchorsOf(created.metadata.uid as string)).length === 1 ? true : undefined), { timeoutMs: 10_000, description: 'one anchor' });
     await waitFor(async () => ((await clientEvents(ns, 'refused')).some((e) => e.reason === 'Recovered' && e.type === 'Normal') ? true : undefined), {
       timeoutMs: 10_000,
       description: 'a Recovered Event',
     });
     await removeClient('refused');
+    expect(await anchorsOf(created.metadata.uid as string), 'finalize deleted the anchor').toEqual([]);
+  });
+
+  it('deleting a client that is still refused deletes the anchor its refused attempts left', async () => {
+    const tier = await createTier(op, 'refused-gone', { level: 10, groups: [group], token: { audiences: [aud] } });
+    await waitForTierReady(tier.metadata.name);
+    const tierNs = tierNamespace(op, tier.metadata.name);
+    const policy = await refuseTokenRequests(tierNs, `${prefix}: refused, then deleted`);
+    const created = await createClient(op, ns, 'refused-gone', { subject: { user: `gone@${prefix}.example.com`, groups: [group] }, tierRef: { name: tier.metadata.name } });
+    await waitForClient(ns, 'refused-gone', (c) => ((c as FailingClient).status?.failedAttempts ?? 0) >= 2, { timeoutMs: 20_000, description: 'two failed attempts' });
+    const anchors = await anchorsOf(created.metadata.uid as string);
+    expect(anchors, 'the unused anchor the attempts share').toHaveLength(1);
+    await removeClient('refused-gone');
+    expect(await anchorsOf(created.metadata.uid as string), 'finalize deleted the unused anchor').toEqual([]);
+    expect(await kube.tryGet(R.secret, tierNs, anchors[0]?.metadata.name as string)).toBeNull();
+    await allowTokenRequests(policy);
   });
 });
 

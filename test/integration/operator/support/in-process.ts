@@ -20,6 +20,7 @@ import { CLUSTER_ROLE_BINDINGS, NAMESPACES, ROLE_BINDINGS, SECRETS, SERVICE_ACCO
 import { stripSecret } from '../../../../src/operator.ts';
 import { recordedUses } from '../../../../src/policy/service-account-use.ts';
 import { CacheFreshness } from '../../../../src/reconcilers/cache-freshness.ts';
+import { UnusedAnchors } from '../../../../src/reconcilers/unused-anchors.ts';
 import { INDEX, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorContext, type ServiceAccount } from '../../../../src/reconcilers/context.ts';
 import { ANCHOR_SECRET_TYPE, CLIENT_UID_LABEL, MANAGED_SELECTOR } from '../../../../src/reconcilers/labels.ts';
 import { noopTokenMetrics } from '../../../../src/reconcilers/metrics.ts';
@@ -118,6 +119,7 @@ export async function startInProcess(opts: { tierSelector: string; selector: str
     caches,
     events: new EventRecorder({ client: kube, reportingInstance: 'in-process-test', logger }),
     freshness: new CacheFreshness(),
+    unusedAnchors: new UnusedAnchors(),
     metrics: noopTokenMetrics,
     logger,
     now: () => Date.now(),
