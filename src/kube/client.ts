@@ -19,7 +19,7 @@ import {
   type ResourceType,
 } from './resources.ts';
 
-export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete';
+export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete' | 'deletecollection';
 
 /** Called once per request with the HTTP status (0 when no response came back). */
 export type RequestHook = (verb: Verb, resource: string, code: number) => void;
@@ -85,6 +85,12 @@ export interface DeleteOptions extends RequestOptions {
   preconditions?: { uid?: string; resourceVersion?: string };
   propagationPolicy?: 'Foreground' | 'Background' | 'Orphan';
   gracePeriodSeconds?: number;
+}
+
+export interface DeleteCollectionOptions extends RequestOptions {
+  /** Required: a delete of a whole collection is never meant here. */
+  labelSelector: string;
+  fieldSelector?: string;
 }
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
@@ -274,6 +280,22 @@ export class KubeClient {
         : undefined,
       opts,
     });
+  }
+
+  /**
+   * DELETE of a collection: every object of the namespace the selectors match, deleted by the API
+   * server one by one (admission sees each, as for a single delete). Returns how many it deleted.
+   */
+  async deleteCollection(type: ResourceType, namespace: string | undefined, opts: DeleteCollectionOptions): Promise<number> {
+    const deleted = await this.call<{ items?: unknown[] }>({
+      verb: 'deletecollection',
+      method: 'DELETE',
+      path: collectionPath(type, namespace),
+      resource: type.plural,
+      query: { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector, dryRun: opts.dryRun ? 'All' : undefined },
+      opts,
+    });
+    return deleted?.items?.length ?? 0;
   }
 
   /**

@@ -59,7 +59,10 @@ export async function converge(op: OperatorContext, client: Client, log: Logger)
 
   const anchors = anchorsOf(op, client);
   const leftBehind = anchors.filter((a) => a.metadata?.namespace !== namespace);
-  if (leftBehind.length > 0) return leaveOldTier(op, client, base, tierResolved, events, leftBehind, log);
+  // Moving even with no anchor left behind: the tier's departures (reconcilers/departures.ts) may
+  // have revoked them already, and the Secret still holds a token of the old tier.
+  const moved = previous.tier !== undefined && previous.tier !== tierName;
+  if (leftBehind.length > 0 || moved) return leaveOldTier(op, client, base, tierResolved, events, leftBehind, log);
 
   const secret = cachedSecret(op, client);
   const anchorNames = new Set(anchors.map((a) => a.metadata?.name as string));

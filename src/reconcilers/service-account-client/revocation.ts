@@ -111,7 +111,9 @@ export async function leaveOldTier(
   ]);
   const failed = settled.find((r) => r.status === 'rejected');
   if (failed !== undefined) throw failed.reason;
-  const from = [...new Set(leftBehind.map((a) => a.metadata?.labels?.[TIER_LABEL] ?? a.metadata?.namespace))].join(', ');
+  const oldTiers = leftBehind.map((a) => a.metadata?.labels?.[TIER_LABEL] ?? a.metadata?.namespace);
+  if (client.status?.tier !== undefined && client.status.tier !== base.tier) oldTiers.push(client.status.tier);
+  const from = [...new Set(oldTiers)].join(', ');
   // No count in it: a repeat of this pass (the cache not yet showing the deletions) then writes nothing.
   const message = `moving to tier ${base.tier}: the tokens of tier ${from} are revoked; a token of tier ${base.tier} follows`;
   return {
