@@ -10,7 +10,10 @@
  *   mint.ts             anchor, TokenRequest, Secret write
  *   revocation.ts       superseded tokens after grace, suspension, a tier move's old tokens
  *   readiness.ts        Ready derived from what the Secret holds (policy/readiness.ts)
- *   secret.ts           the client's Secret, never someone else's
+ *   secret.ts           the client's Secret: its name, never someone else's, deleted
+ *   secret-claim.ts     the name claimed before any write; a Secret nobody controls taken back
+ *   secret-metadata.ts  its labels, annotations and ownerReference; put back when edited
+ *   secret-write.ts     created, patched with the next token, or emptied
  *   finalizer.ts        deletion: revoke, delete the Secret, release the ServiceAccount
  *   status.ts           status written only when it changed, and its Events
  *

@@ -14,7 +14,9 @@ import { resolveClientTier, type ClientResolution } from '../resolution.ts';
 import { adoptTokenInSecret, issue } from './issuance.ts';
 import { readyOutcome } from './readiness.ts';
 import { anchorsOf, leaveOldTier, revokeAll, revokeSuperseded, suspend } from './revocation.ts';
-import { cachedSecret, claimSecretName, deleteClientSecret, repairSecretMetadata } from './secret.ts';
+import { cachedSecret, deleteClientSecret } from './secret.ts';
+import { claimSecretName } from './secret-claim.ts';
+import { repairSecretMetadata } from './secret-metadata.ts';
 import { releaseServiceAccount } from './service-account.ts';
 import { clearedTokens, conditionsFor, type Client, type ClientEvent, type Outcome, type TierResolvedCondition } from './status.ts';
 

@@ -16,7 +16,8 @@ import { holdWhileFailing, issuanceCause, recovered, type HoldInput } from '../i
 import { AUDIENCES_ANNOTATION, EXPIRATION_ANNOTATION, RENEW_AT_ANNOTATION } from '../labels.ts';
 import { mintToken } from './mint.ts';
 import { revokeTokens } from './revocation.ts';
-import { isSecretError, writeSecret } from './secret.ts';
+import { isSecretError } from './secret.ts';
+import { writeSecret } from './secret-write.ts';
 import { ensureServiceAccount, type ServiceAccountRef } from './service-account.ts';
 import { conditionsFor, type Client, type ClientEvent, type ConditionInput, type Outcome, type TierResolvedCondition } from './status.ts';
 

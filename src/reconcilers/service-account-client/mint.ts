@@ -12,7 +12,7 @@ import { renewalTime, type EffectiveTokenPolicy } from '../../policy/token-polic
 import type { CachedSecret, OperatorContext } from '../context.ts';
 import { ANCHOR_SECRET_TYPE, CLIENT_ANNOTATION, CLIENT_NAMESPACE_LABEL, CLIENT_UID_LABEL, MANAGED_BY, MANAGER, SCOPE_LABEL, TIER_LABEL } from '../labels.ts';
 import { anchorsRef } from './revocation.ts';
-import { writeToken } from './secret.ts';
+import { writeToken } from './secret-write.ts';
 import type { Client } from './status.ts';
 
 /**
