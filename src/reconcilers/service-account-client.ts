@@ -6,8 +6,10 @@
  * enough to act on. The work is split by concern under service-account-client/:
  *   converge.ts         the order of the steps, as the design brief tells it
  *   service-account.ts  ServiceAccount life (one per user and tier, released when unused)
- *   issuance.ts         whether a new token is due; failures backed off
+ *   issuance.ts         the ServiceAccount, then a new token if one is due
+ *   token-due.ts        whether one is due: the client's ask against the caches (policy/reissue.ts)
  *   mint.ts             anchor, TokenRequest, Secret write
+ *   hold-failing.ts     a failed or backed-off attempt: what stays valid, what the client is told
  *   revocation.ts       superseded tokens after grace, suspension, a tier move's old tokens
  *   readiness.ts        Ready derived from what the Secret holds (policy/readiness.ts)
  *   secret.ts           the client's Secret: its name, never someone else's, deleted
