@@ -13,12 +13,14 @@ import { tierNamespace, type OperatorContext } from '../context.ts';
 import { resolveClientTier, type ClientResolution } from '../resolution.ts';
 import { issue } from './issuance.ts';
 import { readyOutcome } from './readiness.ts';
-import { anchorsOf, leaveOldTier, revokeAll, revokeSuperseded, suspend } from './revocation.ts';
+import { anchorsOf, revokeAll, revokeSuperseded } from './revocation.ts';
 import { cachedSecret, deleteClientSecret } from './secret.ts';
 import { claimSecretName } from './secret-claim.ts';
 import { repairSecretMetadata } from './secret-metadata.ts';
-import { releaseServiceAccount } from './service-account.ts';
+import { releaseServiceAccount } from './service-account-release.ts';
 import { clearedTokens, conditionsFor, type Client, type ClientEvent, type Outcome, type TierResolvedCondition } from './status.ts';
+import { suspend } from './suspension.ts';
+import { leaveOldTier } from './tier-move.ts';
 
 export async function converge(op: OperatorContext, client: Client, log: Logger): Promise<Outcome> {
   await claimSecretName(op, client);
