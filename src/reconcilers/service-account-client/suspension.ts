@@ -1,6 +1,6 @@
 /**
  * Suspension: `suspended: true` revokes every token of the client and empties its Secret;
- * `suspended: false` issues anew (issuance.ts says Resumed).
+ * `suspended: false` issues anew, and the client is told it Resumed (policy/issuance-events.ts).
  */
 import type { ServiceAccountClientStatus } from '../../api/index.ts';
 import { getCondition } from '../../controller/conditions.ts';
