@@ -6,7 +6,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { ServiceAccountClient, TenantBinding, Tier } from './api/index.ts';
 import { Controller, type ControllerMetrics } from './controller/controller.ts';
 import { EventRecorder } from './controller/events.ts';
-import { Informer, dropManagedFields, type EventHandler } from './controller/informer.ts';
+import { Informer, slimMetadata, type EventHandler } from './controller/informer.ts';
 import type { Logger } from './controller/logger.ts';
 import { NAMESPACE_INDEX, namespaceIndexFunc } from './controller/store.ts';
 import type { WorkQueueMetrics } from './controller/workqueue.ts';
@@ -73,7 +73,7 @@ export function stripSecret(secret: CachedSecret & { data?: Record<string, strin
     const encoded = data?.[TOKEN_KEY];
     if (encoded) cached.tokenClaims = readTokenClaims(Buffer.from(encoded, 'base64').toString('utf8')) ?? 'unreadable';
   }
-  return dropManagedFields(cached);
+  return slimMetadata(cached);
 }
 
 /** How long client counts of Tiers and TenantBindings, and the Tier sweep, wait to be coalesced. */
