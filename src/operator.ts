@@ -154,8 +154,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const tiers = new Controller({ ...controllerOptions('tier'), reconcile: tierReconciler(op) });
   const bindings = new Controller({ ...controllerOptions('tenantbinding'), reconcile: tenantBindingReconciler(op) });
   const clients = new Controller({ ...controllerOptions('serviceaccountclient'), reconcile: serviceAccountClientReconciler(op) });
-  // One worker: a departures pass is a few requests per tier, and tiers are few.
-  const departures = new Controller({ ...controllerOptions('departures'), workers: 1, reconcile: departuresReconciler(op) });
+  const departures = new Controller({ ...controllerOptions('departures'), reconcile: departuresReconciler(op) });
   op.enqueueClient = (key) => clients.enqueue(key);
   // Any Tier or TenantBinding edit can move clients off any tier (a higher level elsewhere, a removed
   // group, a quota lowered): each tier looks for clients that left it (reconcilers/departures.ts).

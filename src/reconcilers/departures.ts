@@ -1,7 +1,7 @@
 /**
  * Departures of a tier (policy/tier-departure.ts): after a Tier or TenantBinding edit, the anchors in
  * the tier namespace of every client that no longer resolves to the tier are deleted together (one
- * deletecollection per DEPARTURES_PER_REQUEST clients), which revokes their tokens within a moment of
+ * deletecollection per DEPARTURES_PER_REQUEST clients, several in flight), which revokes their tokens within a moment of
  * the edit instead of one client at a time. Each departed client is then reconciled as usual: it says
  * Moving, empties its Secret, releases its ServiceAccount and gets a token of its new tier.
  *
@@ -14,7 +14,7 @@ import { ServiceAccountClient } from '../api/index.ts';
 import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
 import { errorMessage } from '../kube/errors.ts';
 import { SECRETS, keyOf } from '../kube/resources.ts';
-import { clientUidSelectors, hasLeftTier } from '../policy/tier-departure.ts';
+import { clientUidSelectors, DEPARTURE_REQUESTS_IN_FLIGHT, hasLeftTier } from '../policy/tier-departure.ts';
 import { INDEX, isTrustedAnchor, tierNamespace, type OperatorContext } from './context.ts';
 import { ANCHOR_SECRET_TYPE, CLIENT_UID_LABEL, TIER_LABEL } from './labels.ts';
 import { resolveClientTier } from './resolution.ts';
@@ -28,10 +28,16 @@ export function departuresReconciler(op: OperatorContext): ReconcileFunc {
     const departed = departedClients(op, tierName, namespace);
     if (departed.size === 0) return;
     let revoked = 0;
-    try {
-      for (const selector of clientUidSelectors(CLIENT_UID_LABEL, [...departed.keys()])) {
+    const selectors = clientUidSelectors(CLIENT_UID_LABEL, [...departed.keys()]);
+    const revokeNext = async (): Promise<void> => {
+      for (let selector = selectors.shift(); selector !== undefined; selector = selectors.shift()) {
         revoked += await op.kube.deleteCollection(SECRETS, namespace, { labelSelector: `${TIER_LABEL}=${tierName},${selector}`, fieldSelector: `type=${ANCHOR_SECRET_TYPE}` });
       }
+    };
+    try {
+      const settled = await Promise.allSettled(Array.from({ length: Math.min(DEPARTURE_REQUESTS_IN_FLIGHT, selectors.length) }, revokeNext));
+      const failed = settled.find((r) => r.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
     } catch (err) {
       const message = `could not revoke at once the tokens of ${departed.size} client(s) that left tier ${tierName}: ${errorMessage(err)}; each client revokes its own when reconciled`;
       void op.events.warning(tier, 'RevocationDeferred', message);

@@ -24,7 +24,7 @@ describe('clientUidSelectors', () => {
   });
   it('every uid lands in exactly one selector', () => {
     const uids = Array.from({ length: 450 }, (_, i) => `uid-${String(i).padStart(3, '0')}`);
-    const selectors = clientUidSelectors('l', uids);
+    const selectors = clientUidSelectors('l', uids, 200);
     expect(selectors).toHaveLength(3);
     const seen = selectors.flatMap((s) => s.slice('l in ('.length, -1).split(','));
     expect(seen.sort()).toEqual(uids);
