@@ -275,7 +275,7 @@ describe('exec and auth-provider users: @kubernetes/client-node, imported for th
     expect(p.runs()).toBe(1);
     expect(loadKubeconfig({ file: write(single('t', { server: 'https://t' }, { token: 'x' })) }).delegated).toBe(false);
     expect(kubeconfigFromString(stringify(single('ap', { server: 'https://a' }, { 'auth-provider': { name: 'oidc', config: {} } }))).delegated).toBe(true);
-  });
+  }, 30_000);
 
   it('the package is loaded for an exec user only: not by the operator\'s modules, nor for token, certificate or in-cluster users', () => {
     // A child Node with a resolve hook that records every module it loads.
@@ -299,5 +299,5 @@ describe('exec and auth-provider users: @kubernetes/client-node, imported for th
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: repo });
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ before: false, after: true, header: 'Bearer exec-token-2' });
-  });
+  }, 60_000);
 });
