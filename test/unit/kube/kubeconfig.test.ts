@@ -277,6 +277,19 @@ describe('exec and auth-provider users: @kubernetes/client-node, imported for th
     expect(kubeconfigFromString(stringify(single('ap', { server: 'https://a' }, { 'auth-provider': { name: 'oidc', config: {} } }))).delegated).toBe(true);
   }, 30_000);
 
+  it('a client certificate from the ExecCredential becomes the connection\'s certificate', async () => {
+    const script = write(
+      `process.stdout.write(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { clientCertificateData: 'EXEC CERT PEM', clientKeyData: 'EXEC KEY PEM' } }));\n`,
+      `cert-plugin-${++n}.cjs`,
+    );
+    const file = write(single('ec', { server: 'https://ec' }, { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: process.execPath, args: [script] } }));
+    const access = loadKubeconfig({ file });
+    expect(access.tls().cert).toBeUndefined();
+    expect(await headersOf(access)).toEqual({});
+    const tls = access.tls();
+    expect([tls.cert?.toString(), tls.key?.toString()]).toEqual(['EXEC CERT PEM', 'EXEC KEY PEM']);
+  }, 30_000);
+
   it('the package is loaded for an exec user only: not by the operator\'s modules, nor for token, certificate or in-cluster users', () => {
     // A child Node with a resolve hook that records every module it loads.
     const p = plugin('exec-token-2');
