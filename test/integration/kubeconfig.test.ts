@@ -5,6 +5,8 @@
  * Identity is read from the API server's own Forbidden message, which names the user.
  */
 import fs from 'node:fs';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -105,6 +107,39 @@ describe('a kubeconfig file read by our loader authenticates as its user', () =>
     }
     // No expirationTimestamp: client-node keeps the credential for the life of the process.
     expect(exec.runs()).toBe(1);
+  });
+
+  it('proxy-url: requests go through the HTTP proxy (CONNECT) and still authenticate as the user', async () => {
+    const tunnels: string[] = [];
+    const proxy = http.createServer((_req, res) => res.writeHead(405).end());
+    proxy.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      tunnels.push(req.url ?? '');
+      const [host, port] = (req.url ?? '').split(':');
+      const upstream = net.connect(Number(port), host, () => {
+        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(socket);
+        socket.pipe(upstream);
+      });
+      upstream.on('error', () => socket.destroy());
+      socket.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const file = path.join(dir, 'proxied.yaml');
+      fs.writeFileSync(file, stringify({
+        'current-context': 'p',
+        clusters: [{ name: 'test', cluster: { ...cluster, 'proxy-url': `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` } }],
+        users: [{ name: 'bob', user: { token: bobToken } }],
+        contexts: [{ name: 'p', context: { cluster: 'test', user: 'bob' } }],
+      }), { mode: 0o600 });
+      expect(await forbiddenMessage(new KubeClient(loadKubeconfig({ file })))).toContain(`User "${BOB}" cannot list resource "secrets"`);
+      expect(tunnels.length).toBeGreaterThan(0);
+      expect(new Set(tunnels)).toEqual(new Set([new URL(cluster.server).host]));
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 
   it('no user in the context: anonymous, refused', async () => {
