@@ -2,7 +2,6 @@
  * Wiring: one informer per kind the operator reads, one controller per kind it reconciles, and the
  * mapping from changes of owned objects to the keys that need reconciling.
  */
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { ServiceAccountClient, TenantBinding, Tier } from './api/index.ts';
 import { Controller, type ControllerMetrics } from './controller/controller.ts';
 import { EventRecorder } from './controller/events.ts';
@@ -10,7 +9,8 @@ import { Informer, slimMetadata, type EventHandler } from './controller/informer
 import type { Logger } from './controller/logger.ts';
 import { NAMESPACE_INDEX, namespaceIndexFunc } from './controller/store.ts';
 import type { WorkQueueMetrics } from './controller/workqueue.ts';
-import { KubeClient, type RequestHook } from './kube/client.ts';
+import { KubeClient, type ClientNodeKubeConfigLike, type RequestHook } from './kube/client.ts';
+import type { KubeAccess } from './kube/kubeconfig.ts';
 import {
   CLUSTER_ROLE_BINDINGS,
   NAMESPACES,
@@ -38,7 +38,7 @@ import { tenantBindingReconciler } from './reconcilers/tenant-binding.ts';
 import { tierReconciler } from './reconcilers/tier.ts';
 
 export interface OperatorOptions extends OperatorConfig {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess | ClientNodeKubeConfigLike;
   logger: Logger;
   workers: number;
   resyncPeriodMs: number;
