@@ -1,18 +1,16 @@
 /** Entry point: configuration, logger, cluster connection, start; stop cleanly on SIGTERM/SIGINT. */
-import { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createLogger } from './controller/logger.ts';
 import { leaderIdentity, runLeaderElected } from './controller/leader-election.ts';
 import { KubeClient } from './kube/client.ts';
+import { loadKubeconfig, type KubeAccess } from './kube/kubeconfig.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { startObservability } from './observability/server.ts';
 import { startOperator } from './operator.ts';
 
-function kubeConfigFor(config: Config): KubeConfig {
-  const kc = new KubeConfig();
-  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-  else kc.loadFromDefault();
-  return kc;
+/** --kubeconfig (or KUBECONFIG, a list merged as kubectl merges it), else ~/.kube/config, else in-cluster. */
+function kubeConfigFor(config: Config): KubeAccess {
+  return loadKubeconfig({ env: { ...process.env, KUBECONFIG: config.kubeconfig } });
 }
 
 async function main(): Promise<void> {

@@ -2,15 +2,15 @@
  * Wiring: one informer per kind the operator reads, one controller per kind it reconciles, and the
  * mapping from changes of owned objects to the keys that need reconciling.
  */
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { ServiceAccountClient, TenantBinding, Tier } from './api/index.ts';
 import { Controller, type ControllerMetrics } from './controller/controller.ts';
 import { EventRecorder } from './controller/events.ts';
-import { Informer, dropManagedFields, type EventHandler } from './controller/informer.ts';
+import { Informer, slimMetadata, type EventHandler } from './controller/informer.ts';
 import type { Logger } from './controller/logger.ts';
 import { NAMESPACE_INDEX, namespaceIndexFunc } from './controller/store.ts';
 import type { WorkQueueMetrics } from './controller/workqueue.ts';
-import { KubeClient, type RequestHook } from './kube/client.ts';
+import { KubeClient, type ClientNodeKubeConfigLike, type RequestHook } from './kube/client.ts';
+import type { KubeAccess } from './kube/kubeconfig.ts';
 import {
   CLUSTER_ROLE_BINDINGS,
   NAMESPACES,
@@ -32,13 +32,14 @@ import { UnusedAnchors } from './reconcilers/unused-anchors.ts';
 import { DEFAULT_OR_NONE, INDEX, isTrustedAnchor, liveTiers, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorConfig, type OperatorContext, type ServiceAccount } from './reconcilers/context.ts';
 import { ANCHOR_SECRET_TYPE, CLIENT_UID_LABEL, MANAGED_SELECTOR, TIER_LABEL, TOKEN_KEY, TOKEN_SECRET_TYPE } from './reconcilers/labels.ts';
 import { noopTokenMetrics, type TokenMetrics } from './reconcilers/metrics.ts';
+import { departuresReconciler } from './reconcilers/departures.ts';
 import { serviceAccountClientReconciler } from './reconcilers/service-account-client.ts';
 import { quotaInputsChanged } from './reconcilers/resolution.ts';
 import { tenantBindingReconciler } from './reconcilers/tenant-binding.ts';
 import { tierReconciler } from './reconcilers/tier.ts';
 
 export interface OperatorOptions extends OperatorConfig {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess | ClientNodeKubeConfigLike;
   logger: Logger;
   workers: number;
   resyncPeriodMs: number;
@@ -73,7 +74,7 @@ export function stripSecret(secret: CachedSecret & { data?: Record<string, strin
     const encoded = data?.[TOKEN_KEY];
     if (encoded) cached.tokenClaims = readTokenClaims(Buffer.from(encoded, 'base64').toString('utf8')) ?? 'unreadable';
   }
-  return dropManagedFields(cached);
+  return slimMetadata(cached);
 }
 
 /** How long client counts of Tiers and TenantBindings, and the Tier sweep, wait to be coalesced. */
@@ -155,14 +156,18 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const tiers = new Controller({ ...controllerOptions('tier'), reconcile: tierReconciler(op) });
   const bindings = new Controller({ ...controllerOptions('tenantbinding'), reconcile: tenantBindingReconciler(op) });
   const clients = new Controller({ ...controllerOptions('serviceaccountclient'), reconcile: serviceAccountClientReconciler(op) });
+  const departures = new Controller({ ...controllerOptions('departures'), reconcile: departuresReconciler(op) });
   op.enqueueClient = (key) => clients.enqueue(key);
+  // Any Tier or TenantBinding edit can move clients off any tier (a higher level elsewhere, a removed
+  // group, a quota lowered): each tier looks for clients that left it (reconcilers/departures.ts).
+  const enqueueDepartures = () => liveTiers(caches).forEach((tier) => departures.enqueue(tier.metadata.name));
 
   // The clients a Tier change can move (policy/tier-change.ts), gathered from the indexes.
   const enqueueClientsOfTierChange = (name: string, old: Tier | undefined, next: Tier | undefined) => {
     const scope = tierChangeScope(old, next);
+    // Those most likely to move first (a group or binding change), so that their old tokens' revocation
+    // (a client's first pass) does not wait behind members that merely re-check a token policy.
     const affected = [
-      ...caches.clients.byIndex(INDEX.clientByTier, name),
-      ...caches.clients.byIndex(INDEX.clientByRequestedTier, name),
       ...scope.groups.flatMap((group) => caches.clients.byIndex(INDEX.clientBySubjectGroup, group)),
       ...(scope.defaults
         ? [
@@ -174,6 +179,8 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
         ? caches.bindings.byIndex(INDEX.byTier, name).flatMap((binding) =>
             caches.clients.byIndex(INDEX.clientByNamespace, binding.metadata.namespace as string).filter((c) => bindingMatches(binding, c.spec.subject)))
         : []),
+      ...caches.clients.byIndex(INDEX.clientByRequestedTier, name),
+      ...(scope.members ? caches.clients.byIndex(INDEX.clientByTier, name) : []),
     ];
     new Set(affected.map(clientKey)).forEach((key) => clients.enqueue(key));
   };
@@ -187,6 +194,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     if (deleted || old === undefined || specChanged(old, tier)) quotaInputsChanged(caches);
     if (deleted) enqueueClientsOfTierChange(tier.metadata.name, tier, undefined);
     else if (old === undefined || specChanged(old, tier)) enqueueClientsOfTierChange(tier.metadata.name, old, tier);
+    if (deleted || old === undefined || specChanged(old, tier)) enqueueDepartures();
     // A TenantBinding's Ready says whether its tier exists: it changes when the tier is added or
     // deleted (old is undefined for both) or starts deleting.
     if (old === undefined || old.metadata?.deletionTimestamp !== tier.metadata?.deletionTimestamp) {
@@ -198,6 +206,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     if (old === undefined || specChanged(old, binding)) {
       quotaInputsChanged(caches, binding.metadata.namespace as string);
       enqueueNamespaceClients(binding.metadata.namespace);
+      enqueueDepartures();
     }
   });
   on(caches.clients, (client, old, deleted) => {
@@ -259,13 +268,13 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const informers = Object.values(caches) as Informer<KubeObject>[];
   informers.forEach((informer) => informer.start());
   await Promise.all(informers.map((informer) => informer.waitForSync()));
-  for (const controller of [tiers, bindings, clients]) controller.start();
+  for (const controller of [tiers, bindings, clients, departures]) controller.start();
   log.info({ workers: opts.workers, namespacePrefix: opts.namespacePrefix, selector: opts.selector || '(all)' }, 'operator started');
 
   return {
     caches,
     async stop(drainTimeoutMs = 30_000) {
-      const drained = await Promise.all([tiers, bindings, clients].map((controller) => controller.stop(drainTimeoutMs)));
+      const drained = await Promise.all([tiers, bindings, clients, departures].map((controller) => controller.stop(drainTimeoutMs)));
       await Promise.all(informers.map((informer) => informer.stop()));
       await kube.close();
       return drained.every(Boolean);

@@ -134,9 +134,6 @@ export function slimMetadata<T extends KubeObject>(obj: T): T {
   return obj;
 }
 
-/** @deprecated the name before it also dropped the last-applied annotation: slimMetadata. */
-export const dropManagedFields = slimMetadata;
-
 /**
  * Whether resourceVersion `a` is older than `b`. Resource versions are opaque to clients; the API
  * server's are etcd revisions, and only the audit uses this, where a wrong answer costs one extra

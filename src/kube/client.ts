@@ -1,15 +1,15 @@
 /**
- * A small JSON REST client for the API server, on client-node's authentication and undici.
+ * A small JSON REST client for the API server, on undici and our own kubeconfig loader (kubeconfig.ts).
  *
  * Why not client-node's typed APIs: we need one generic path for core, RBAC and our own CRDs,
  * merge/json/apply patches, preconditions, subresources, typed errors, and a request hook for
- * metrics. Authentication stays client-node's (kubeconfig, in-cluster, exec plugins).
+ * metrics. And not client-node's authentication either: importing the package costs ~20 MiB of heap;
+ * kubeconfig.ts hands it only exec and auth-provider users.
  */
 import { createHash } from 'node:crypto';
-import type https from 'node:https';
-import { bufferFromFileOrString, RequestContext, type KubeConfig } from '@kubernetes/client-node';
-import { Agent, fetch, type Dispatcher } from 'undici';
+import { Agent, fetch, ProxyAgent, Socks5ProxyAgent, type Dispatcher } from 'undici';
 import { KubeApiError, parseJson, type KubeStatus } from './errors.ts';
+import { KubeAccess, kubeconfigFromString, type TlsSettings } from './kubeconfig.ts';
 import {
   apiVersionOf,
   collectionPath,
@@ -19,7 +19,7 @@ import {
   type ResourceType,
 } from './resources.ts';
 
-export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete';
+export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete' | 'deletecollection';
 
 /** Called once per request with the HTTP status (0 when no response came back). */
 export type RequestHook = (verb: Verb, resource: string, code: number) => void;
@@ -87,6 +87,12 @@ export interface DeleteOptions extends RequestOptions {
   gracePeriodSeconds?: number;
 }
 
+export interface DeleteCollectionOptions extends RequestOptions {
+  /** Required: a delete of a whole collection is never meant here. */
+  labelSelector: string;
+  fieldSelector?: string;
+}
+
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 
 export interface WatchEvent<T> {
@@ -116,7 +122,16 @@ const CONTENT_TYPES: Record<PatchType, string> = {
   strategic: 'application/strategic-merge-patch+json',
 };
 
-/** How long a computed TLS fingerprint is trusted before files are read again. */
+/**
+ * A @kubernetes/client-node KubeConfig (tests and tools that have one): read through its exportConfig,
+ * so it takes the same path as a kubeconfig file. A type only: nothing here imports the package.
+ */
+export interface ClientNodeKubeConfigLike {
+  exportConfig(): string;
+  getCurrentContext(): string;
+}
+
+/** How long computed TLS settings (and their fingerprint) are trusted before files are read again. */
 const FINGERPRINT_TTL_MS = 30_000;
 
 type Query = Record<string, string | number | boolean | undefined>;
@@ -138,18 +153,18 @@ const METADATA_LIST_ACCEPT = 'application/json;as=PartialObjectMetadataList;g=me
 
 export class KubeClient {
   readonly fieldManager: string;
-  private readonly kc: KubeConfig;
+  readonly access: KubeAccess;
   private readonly timeoutMs: number;
   private readonly userAgent: string;
   private readonly onRequest: RequestHook | undefined;
   private readonly maxConnections: number;
-  private shared: { fingerprint: string; dispatcher: Dispatcher | undefined } | undefined;
-  private fingerprintCache: { value: string; at: number } | undefined;
+  private shared: { fingerprint: string; dispatcher: Dispatcher } | undefined;
+  private tlsCache: { tls: TlsSettings; fingerprint: string; at: number } | undefined;
   private readonly watches = new Set<WatchHandle>();
   private closed = false;
 
-  constructor(kc: KubeConfig, options: KubeClientOptions = {}) {
-    this.kc = kc;
+  constructor(access: KubeAccess | ClientNodeKubeConfigLike, options: KubeClientOptions = {}) {
+    this.access = access instanceof KubeAccess ? access : kubeconfigFromString(access.exportConfig(), access.getCurrentContext());
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.fieldManager = options.fieldManager ?? 'tokenwarden';
     this.userAgent = options.userAgent ?? 'tokenwarden';
@@ -160,6 +175,11 @@ export class KubeClient {
   async get<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string, opts?: RequestOptions): Promise<T> {
     const obj = await this.call<T>({ verb: 'get', method: 'GET', path: objectPath(type, namespace, name), resource: type.plural, opts });
     return withTypeMeta(type, obj);
+  }
+
+  /** GET of a path that is no resource, e.g. /version; `resource` names it to the request hook. */
+  async getPath<T>(path: string, resource: string, opts?: RequestOptions): Promise<T> {
+    return this.call<T>({ verb: 'get', method: 'GET', path, resource, opts });
   }
 
   /** Lists every page; the result's resourceVersion is the one to start a watch from. */
@@ -274,6 +294,22 @@ export class KubeClient {
         : undefined,
       opts,
     });
+  }
+
+  /**
+   * DELETE of a collection: every object of the namespace the selectors match, deleted by the API
+   * server one by one (admission sees each, as for a single delete). Returns how many it deleted.
+   */
+  async deleteCollection(type: ResourceType, namespace: string | undefined, opts: DeleteCollectionOptions): Promise<number> {
+    const deleted = await this.call<{ items?: unknown[] }>({
+      verb: 'deletecollection',
+      method: 'DELETE',
+      path: collectionPath(type, namespace),
+      resource: type.plural,
+      query: { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector, dryRun: opts.dryRun ? 'All' : undefined },
+      opts,
+    });
+    return deleted?.items?.length ?? 0;
   }
 
   /**
@@ -438,19 +474,16 @@ export class KubeClient {
 
   /** Sends the request and reports it to onRequest; transport failures become KubeApiError(0). */
   private async send(c: Call, signal: AbortSignal): Promise<{ response: Awaited<ReturnType<typeof fetch>>; method: string; pathForErrors: string }> {
-    const cluster = this.kc.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
-    const url = new URL(cluster.server.replace(/\/+$/, '') + c.path);
+    const url = new URL(this.access.server + c.path);
     for (const [k, v] of Object.entries(c.query ?? {})) {
       if (v !== undefined) url.searchParams.set(k, String(v));
     }
     // Errors name the path and query (selectors, fieldManager): never a body.
     const pathForErrors = url.pathname + url.search;
-    const ctx = new RequestContext(url.toString(), c.method);
-    await this.kc.applySecurityAuthentication(ctx);
-    const dispatcher = this.dispatcherFor(ctx.getDispatcher());
-    const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: c.accept ?? 'application/json', 'User-Agent': this.userAgent };
-    if (c.body !== undefined) headers['Content-Type'] = c.contentType ?? 'application/json';
+    const headers: [string, string][] = await this.access.headers();
+    const dispatcher = this.dispatcher();
+    headers.push(['Accept', c.accept ?? 'application/json'], ['User-Agent', this.userAgent]);
+    if (c.body !== undefined) headers.push(['Content-Type', c.contentType ?? 'application/json']);
     try {
       const response = await fetch(url, {
         method: c.method,
@@ -468,73 +501,37 @@ export class KubeClient {
   }
 
   /**
-   * client-node builds a new undici Agent on every applySecurityAuthentication call, which would
-   * mean a new TLS connection per request. Keep one Agent of our own, with at most maxConnections
-   * connections, and replace it only when the TLS material of the kubeconfig changes (a rotated
-   * client certificate or CA file). Through a proxy, client-node's own Agent is kept as it is.
+   * One dispatcher for every request, with at most maxConnections connections, replaced only when
+   * the TLS material changes (a rotated client certificate or CA file, a new certificate from an
+   * exec plugin); requests and watches in flight on the old one finish first.
    */
-  private dispatcherFor(fresh: Dispatcher | undefined): Dispatcher | undefined {
-    const fingerprint = this.tlsFingerprint();
+  private dispatcher(): Dispatcher {
+    const { tls, fingerprint } = this.tlsSettings();
     const shared = this.shared;
-    if (shared && shared.fingerprint === fingerprint) {
-      if (fresh && fresh !== shared.dispatcher) void fresh.close().catch(() => undefined);
-      return shared.dispatcher;
-    }
-    const own = this.boundedAgent();
-    if (own && fresh) void fresh.close().catch(() => undefined);
-    fresh = own ?? fresh;
-    this.shared = { fingerprint, dispatcher: fresh };
-    // Graceful: requests (and watches) in flight on the old one finish first.
-    if (shared?.dispatcher) void shared.dispatcher.close().catch(() => undefined);
-    return fresh;
+    if (shared && shared.fingerprint === fingerprint) return shared.dispatcher;
+    const proxy = this.access.proxyUrl;
+    const connect = { ...tls, keepAlive: true, keepAliveInitialDelay: 30_000 };
+    let dispatcher: Dispatcher;
+    if (proxy === undefined) dispatcher = new Agent({ connect, connections: this.maxConnections });
+    else if (/^socks5?:/i.test(proxy)) dispatcher = new Socks5ProxyAgent(proxy, { requestTls: tls, connections: this.maxConnections });
+    else dispatcher = new ProxyAgent({ uri: proxy, requestTls: tls, connections: this.maxConnections });
+    this.shared = { fingerprint, dispatcher };
+    if (shared) void shared.dispatcher.close().catch(() => undefined);
+    return dispatcher;
   }
 
-  /** An Agent with the kubeconfig's TLS settings and a bound on connections; undefined through a proxy. */
-  private boundedAgent(): Dispatcher | undefined {
-    const cluster = this.kc.getCurrentCluster();
-    const user = this.kc.getCurrentUser();
-    const tls: https.AgentOptions = {};
-    if (user) {
-      // What client-node's applyHTTPSOptions puts in the Agents it builds.
-      if (cluster?.skipTLSVerify) tls.rejectUnauthorized = false;
-      if (cluster?.tlsServerName) tls.servername = cluster.tlsServerName;
-      const ca = cluster ? bufferFromFileOrString(cluster.caFile, cluster.caData) : null;
-      if (ca) tls.ca = ca;
-      const cert = bufferFromFileOrString(user.certFile, user.certData);
-      if (cert) tls.cert = cert;
-      const key = bufferFromFileOrString(user.keyFile, user.keyData);
-      if (key) tls.key = key;
-    }
-    const o = this.kc.createDispatcherOptions(cluster, tls);
-    if (o.type === 'agent') return new Agent({ connect: o.connect as Agent.Options['connect'], connections: this.maxConnections });
-    if (o.type === 'none') return new Agent({ connections: this.maxConnections });
-    return undefined;
-  }
-
-  private tlsFingerprint(): string {
+  /** The access's TLS settings and their fingerprint, read again after FINGERPRINT_TTL_MS. */
+  private tlsSettings(): { tls: TlsSettings; fingerprint: string } {
     const now = Date.now();
-    if (this.fingerprintCache && now - this.fingerprintCache.at < FINGERPRINT_TTL_MS) return this.fingerprintCache.value;
-    const cluster = this.kc.getCurrentCluster();
-    const user = this.kc.getCurrentUser();
+    if (this.tlsCache && now - this.tlsCache.at < FINGERPRINT_TTL_MS) return this.tlsCache;
+    const tls = this.access.tls();
     const h = createHash('sha256');
-    const add = (v: string | Buffer | null | undefined): void => {
-      h.update(v === null || v === undefined ? '-' : v);
+    for (const v of [this.access.server, this.access.proxyUrl, tls.servername, String(tls.rejectUnauthorized), tls.ca, tls.cert, tls.key]) {
+      h.update(v === undefined ? '-' : v);
       h.update('\0');
-    };
-    add(cluster?.server);
-    add(cluster?.tlsServerName);
-    add(cluster?.proxyUrl);
-    add(String(cluster?.skipTLSVerify));
-    try {
-      add(bufferFromFileOrString(cluster?.caFile, cluster?.caData));
-      add(bufferFromFileOrString(user?.certFile, user?.certData));
-      add(bufferFromFileOrString(user?.keyFile, user?.keyData));
-    } catch {
-      add('unreadable');
     }
-    const value = h.digest('hex');
-    this.fingerprintCache = { value, at: now };
-    return value;
+    this.tlsCache = { tls, fingerprint: h.digest('hex'), at: now };
+    return this.tlsCache;
   }
 }
 

@@ -53,6 +53,7 @@ const HTTP_METHOD: Record<Verb, string> = {
   update: 'PUT',
   patch: 'PATCH',
   delete: 'DELETE',
+  deletecollection: 'DELETE',
 };
 
 /** The caches the scrape-time gauges read (RunningOperator.caches has them). */

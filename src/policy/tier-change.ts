@@ -3,11 +3,15 @@ import type { Tier } from '../api/index.ts';
 /**
  * Which clients a change of one Tier can move, by the rules of tier resolution (tier-resolution.ts):
  *
- * - its members (status.tier) and the clients that request it (spec.tierRef): always, since any
- *   change of its spec (token policy, namespace, access) or its existence concerns them;
- * - the clients that qualify for it (a subject group among its groups, before or after, or a
- *   TenantBinding of it in their namespace): when its level, its groups or its existence change,
- *   since that is what ranks it among their grants;
+ * - the clients that request it (spec.tierRef): always;
+ * - its members (status.tier): when anything but its groups, level or default flag changes (token
+ *   policy, namespace, access) or it comes or goes; a member that a change of those three can move
+ *   is reached through them (a removed group, its binding, the default);
+ * - the clients that qualify for it through its groups: with a new level or existence, those of every
+ *   group it had or has (it ranks anew among their grants); with the same level, those of the groups
+ *   added or removed only (a client of a group it keeps qualifies as before);
+ * - the clients granted it by a TenantBinding in their namespace: when its level or existence
+ *   changes;
  * - the clients on the default tier or on none, and those requesting a default tier (the default is
  *   granted to whoever asks for it): when it is, was or becomes the default, or its level changes
  *   while it is one (the highest default wins), or it comes or goes.
@@ -16,7 +20,9 @@ import type { Tier } from '../api/index.ts';
  * the clients it concerns, not to every client of the cluster.
  */
 export interface TierChangeScope {
-  /** Groups whose members may now rank the tier differently: its groups before and after. */
+  /** Whether its members (status.tier) may resolve differently. */
+  members: boolean;
+  /** Groups whose members may now rank the tier differently. */
   groups: string[];
   /** Whether clients granted the tier by a TenantBinding may rank it differently. */
   bindings: boolean;
@@ -33,13 +39,21 @@ export function tierChangeScope(old: Tier | undefined, next: Tier | undefined): 
   const levelChanged = before?.spec.level !== after?.spec.level;
   const groupsBefore = before?.spec.groups ?? [];
   const groupsAfter = after?.spec.groups ?? [];
-  const groupsChanged = existenceChanged || groupsBefore.length !== groupsAfter.length || groupsBefore.some((g) => !groupsAfter.includes(g));
   const ranking = existenceChanged || levelChanged;
   const wasDefault = before?.spec.default === true;
   const isDefault = after?.spec.default === true;
+  const changedGroups = [...groupsBefore.filter((g) => !groupsAfter.includes(g)), ...groupsAfter.filter((g) => !groupsBefore.includes(g))];
   return {
-    groups: ranking || groupsChanged ? [...new Set([...groupsBefore, ...groupsAfter])] : [],
+    members: existenceChanged || JSON.stringify(beyondRanking(before)) !== JSON.stringify(beyondRanking(after)),
+    groups: ranking ? [...new Set([...groupsBefore, ...groupsAfter])] : [...new Set(changedGroups)],
     bindings: ranking,
     defaults: wasDefault !== isDefault || ((wasDefault || isDefault) && ranking),
   };
+}
+
+/** A Tier's spec without what ranks it among a client's grants (groups, level, default). */
+function beyondRanking(tier: Tier | undefined): unknown {
+  if (tier === undefined) return undefined;
+  const { groups: _groups, level: _level, default: _default, ...rest } = tier.spec;
+  return rest;
 }

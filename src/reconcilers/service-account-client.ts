@@ -4,15 +4,23 @@
  *
  * This file is the trigger: which key, from which cached state, and whether the caches are fresh
  * enough to act on. The work is split by concern under service-account-client/:
- *   converge.ts         the order of the steps, as the design brief tells it
- *   service-account.ts  ServiceAccount life (one per user and tier, released when unused)
- *   issuance.ts         whether a new token is due; failures backed off
- *   mint.ts             anchor, TokenRequest, Secret write
- *   revocation.ts       superseded tokens after grace, suspension, a tier move's old tokens
- *   readiness.ts        Ready derived from what the Secret holds (policy/readiness.ts)
- *   secret.ts           the client's Secret, never someone else's
- *   finalizer.ts        deletion: revoke, delete the Secret, release the ServiceAccount
- *   status.ts           status written only when it changed, and its Events
+ *   converge.ts                 the order of the steps, as the design brief tells it
+ *   service-account.ts          one ServiceAccount per user and tier, this client's use recorded on it
+ *   service-account-release.ts  given up when unused, deleted when no one else uses it
+ *   issuance.ts                 the ServiceAccount, then a new token if one is due
+ *   token-due.ts                whether one is due: the client's ask against the caches (policy/reissue.ts)
+ *   mint.ts                     anchor, TokenRequest, Secret write
+ *   hold-failing.ts             a failed or backed-off attempt: what stays valid, what the client is told
+ *   revocation.ts               the client's anchors; superseded tokens after grace, orphans
+ *   suspension.ts               suspended: every token revoked, the Secret emptied
+ *   tier-move.ts                a move: the old tier's tokens revoked before the new tier's token
+ *   readiness.ts                Ready derived from what the Secret holds (policy/readiness.ts)
+ *   secret.ts                   the client's Secret: its name, the errors that block it, deleted
+ *   secret-claim.ts             the name claimed before any write; a Secret nobody controls taken back
+ *   secret-metadata.ts          its labels, annotations and ownerReference; put back when edited
+ *   secret-write.ts             created, patched with the next token, or emptied
+ *   finalizer.ts                deletion: revoke, delete the Secret, release the ServiceAccount
+ *   status.ts                   status written only when it changed, and its Events
  *
  * Order of work, so a crash at any point leaks nothing: create the anchor, mint the token bound to
  * it, write the client's Secret, record it in status, then revoke what is no longer wanted. Anchors
@@ -30,7 +38,7 @@ import { defaultSecretName, SecretConflictError, secretRef, SecretInvalidError }
 import { clientRef, withCondition, writeStatus, type Client, type Outcome } from './service-account-client/status.ts';
 
 export { defaultSecretName, SecretConflictError, SecretInvalidError } from './service-account-client/secret.ts';
-export { deleteServiceAccountIfUnused } from './service-account-client/service-account.ts';
+export { deleteServiceAccountIfUnused } from './service-account-client/service-account-release.ts';
 
 /** How often a client blocked by someone else's Secret looks again. */
 const SECRET_CONFLICT_RETRY_MS = 30_000;

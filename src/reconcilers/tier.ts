@@ -7,7 +7,7 @@ import { conditionsDiffer, setCondition } from '../controller/conditions.ts';
 import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
 import { errorMessage, isAlreadyExists, isConflict, isForbidden, isInvalid, isNotFound } from '../kube/errors.ts';
 import { instanceScope, recordedUses } from '../policy/service-account-use.ts';
-import { deleteIfUnused, usersOf } from './service-account-client/service-account.ts';
+import { deleteIfUnused, usersOf } from './service-account-client/service-account-release.ts';
 import { CLUSTER_ROLE_BINDINGS, NAMESPACES, ROLE_BINDINGS, SECRETS, TIERS, type ResourceType } from '../kube/resources.ts';
 import { INDEX, tierNamespace, type Binding, type OperatorContext } from './context.ts';
 import {

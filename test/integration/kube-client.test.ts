@@ -139,6 +139,18 @@ describe('KubeClient', () => {
     expect(isNotFound(await errorOf(client.get(CONFIG_MAPS, ns, 'precond')))).toBe(true);
   });
 
+  it('deletes a collection by label and field selector, and says how many went', async () => {
+    for (const [name, app] of [['dc-1', 'gone'], ['dc-2', 'gone'], ['dc-3', 'kept']] as const) {
+      await client.create(CONFIG_MAPS, ns, { metadata: { name, labels: { app, sweep: 'dc' } } });
+    }
+    const before = requests.length;
+    expect(await client.deleteCollection(CONFIG_MAPS, ns, { labelSelector: 'sweep=dc,app in (gone,other)', fieldSelector: 'metadata.name!=dc-9' })).toBe(2);
+    expect(requests.slice(before)).toEqual([{ verb: 'deletecollection', resource: 'configmaps', code: 200 }]);
+    const left = await client.list<ConfigMap>(CONFIG_MAPS, ns, { labelSelector: 'sweep=dc' });
+    expect(left.items.map((i) => i.metadata?.name)).toEqual(['dc-3']);
+    expect(await client.deleteCollection(CONFIG_MAPS, ns, { labelSelector: 'sweep=dc,app=gone' })).toBe(0);
+  });
+
   it('writes the status subresource of a namespace', async () => {
     const sub = await createTestNamespace('kube-client-status');
     const patched = await client.patchStatus<KubeObject & { status?: { conditions?: unknown[] } }>(NAMESPACES, undefined, sub, {

@@ -281,8 +281,8 @@ const STAGES: Stage[] = [
     },
   },
   {
-    name: 'tier move: new ServiceAccount and token in the new tier, the old ServiceAccount deleted',
-    needs: ['delete serviceaccounts'],
+    name: 'tier move: the old tier revokes its departed client\'s tokens at once, new ServiceAccount and token in the new tier, the old ServiceAccount deleted',
+    needs: ['delete serviceaccounts', 'deletecollection secrets'],
     run: async (r, t) => {
       await createTier(r.op, 'two', { level: 20, token: { audiences: [r.aud] }, deletionPolicy: 'Delete' });
       await waitForTierReady(r.t2, t);
@@ -294,6 +294,7 @@ const STAGES: Stage[] = [
       const old = before.status?.serviceAccount;
       await eventually('the ServiceAccount of the old tier deleted', t, async () => (await kube.tryGet(R.serviceAccount, old?.namespace, old?.name as string)) === null);
       await eventually('anchors only in the new tier', t, async () => (await anchorsOf(ct.client.metadata.uid as string)).every((a) => a.metadata.namespace === r.tier2Ns));
+      await eventually('the old tier\'s TokensRevoked Event (its departures revoked in one deletecollection)', t, () => tierEvent(r.t1, 'TokensRevoked'));
     },
   },
   {

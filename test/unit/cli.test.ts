@@ -111,13 +111,15 @@ describe('kubeconfig as kubectl resolves it', () => {
     const cli = connect(parseArgs([], []), { KUBECONFIG: [path.join(dir, 'missing'), one, two].join(path.delimiter) });
     expect(cli.contextName).toBe('a');
     expect(cli.namespace).toBe('ns-a');
-    expect(cli.kc.getCluster('shared')?.server).toBe('https://one-shared');
-    expect(cli.kc.getContextObject('b')).not.toBeNull();
+    expect(cli.access.server).toBe('https://one');
+    const merged = (context: string) => connect(parseArgs(['--context', context], []), { KUBECONFIG: [path.join(dir, 'missing'), one, two].join(path.delimiter) });
+    expect(merged('shared').access.server).toBe('https://one-shared');
+    expect(merged('b').access.server).toBe('https://two');
   });
 
   it('--kubeconfig over KUBECONFIG, --context over the current context, -n over the context\'s namespace, else default', () => {
     const cli = connect(parseArgs(['--kubeconfig', two, '--context', 'shared'], []), { KUBECONFIG: one });
-    expect(cli.kc.getCurrentCluster()?.server).toBe('https://two-shared');
+    expect(cli.access.server).toBe('https://two-shared');
     expect(cli.namespace).toBe('default');
     expect(connect(parseArgs(['-n', 'x'], []), { KUBECONFIG: one }).namespace).toBe('x');
     expect(() => connect(parseArgs(['--context', 'nope'], []), { KUBECONFIG: one })).toThrow('context "nope" does not exist in the kubeconfig');

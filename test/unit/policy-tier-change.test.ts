@@ -24,16 +24,20 @@ describe('tierChangeScope', () => {
   it('a change of token policy, access or limits concerns only its members and requesters', () => {
     const before = tier('t', { level: 10, groups: ['g'], default: true, token: { defaultExpiration: '1h' } });
     const after = tier('t', { level: 10, groups: ['g'], default: true, token: { defaultExpiration: '2h' }, access: [{ clusterRole: 'view' }] });
-    expect(tierChangeScope(before, after)).toEqual({ groups: [], bindings: false, defaults: false });
+    expect(tierChangeScope(before, after)).toEqual({ members: true, groups: [], bindings: false, defaults: false });
   });
 
   it('a level change ranks it anew for its qualifiers, and for the default clients when it is a default', () => {
-    expect(tierChangeScope(tier('t', { level: 1, groups: ['g'] }), tier('t', { level: 2, groups: ['g'] }))).toEqual({ groups: ['g'], bindings: true, defaults: false });
-    expect(tierChangeScope(tier('t', { level: 1, default: true }), tier('t', { level: 2, default: true }))).toEqual({ groups: [], bindings: true, defaults: true });
+    expect(tierChangeScope(tier('t', { level: 1, groups: ['g'] }), tier('t', { level: 2, groups: ['g'] }))).toEqual({ members: false, groups: ['g'], bindings: true, defaults: false });
+    expect(tierChangeScope(tier('t', { level: 1, default: true }), tier('t', { level: 2, default: true }))).toEqual({ members: false, groups: [], bindings: true, defaults: true });
   });
 
-  it('a groups change concerns the members of the groups before and after, not the bindings', () => {
-    expect(tierChangeScope(tier('t', { groups: ['a', 'b'] }), tier('t', { groups: ['b', 'c'] }))).toEqual({ groups: ['a', 'b', 'c'], bindings: false, defaults: false });
+  it('a groups change concerns the clients of the groups added or removed only, not the bindings nor the members', () => {
+    expect(tierChangeScope(tier('t', { groups: ['a', 'b'] }), tier('t', { groups: ['b', 'c'] }))).toEqual({ members: false, groups: ['a', 'c'], bindings: false, defaults: false });
+  });
+
+  it('a groups change with a new level concerns the clients of every group before and after', () => {
+    expect(tierChangeScope(tier('t', { level: 1, groups: ['a', 'b'] }), tier('t', { level: 2, groups: ['b', 'c'] })).groups).toEqual(['a', 'b', 'c']);
   });
 
   it('becoming or ceasing to be the default concerns the default clients', () => {
@@ -44,7 +48,7 @@ describe('tierChangeScope', () => {
   it('a new Tier, a deleted one and one starting to be deleted concern every kind of qualifier', () => {
     const t = tier('t', { groups: ['g'], default: true });
     for (const [old, next] of [[undefined, t], [t, undefined], [t, tier('t', { groups: ['g'], default: true }, true)]] as const) {
-      expect(tierChangeScope(old, next)).toEqual({ groups: ['g'], bindings: true, defaults: true });
+      expect(tierChangeScope(old, next)).toEqual({ members: true, groups: ['g'], bindings: true, defaults: true });
     }
   });
 });
@@ -87,7 +91,7 @@ describe('tierChangeScope misses no client whose tier can change', () => {
         const after = resolve(next);
         if (outcome(before) === outcome(after)) return;
         const scope = tierChangeScope(old, next);
-        const member = before.resolved && before.tier.metadata.name === 't';
+        const member = scope.members && before.resolved && before.tier.metadata.name === 't';
         const requester = requestedTier === 't';
         const byGroup = subject.groups.some((g) => scope.groups.includes(g));
         const byBinding = scope.bindings && bindings.some((b) => b.spec.tierRef.name === 't' && bindingMatches(b, subject));

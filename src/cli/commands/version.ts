@@ -1,4 +1,3 @@
-import { VersionApi } from '@kubernetes/client-node';
 import { CliError, bool, str, type Parsed } from '../args.ts';
 import type { Command, Env } from '../command.ts';
 
@@ -29,12 +28,10 @@ export const version: Command = {
     let server: { gitVersion?: string } | undefined;
     if (!bool(parsed, 'client')) {
       const cli = env.connect();
-      const cluster = cli.kc.getCurrentCluster();
       try {
-        server = await cli.kc.makeApiClient(VersionApi).getCode();
+        server = await cli.client.getPath<{ gitVersion?: string }>('/version', 'version');
       } catch (err) {
-        const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-        throw new CliError(`cannot get the API server's version at ${cluster?.server}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}${cause}`);
+        throw new CliError(`cannot get the API server's version at ${cli.access.server}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
       }
     }
     if (output === 'json') {

@@ -11,12 +11,16 @@ import type { Logger } from '../../controller/logger.ts';
 import { effectiveTokenPolicy } from '../../policy/token-policy.ts';
 import { tierNamespace, type OperatorContext } from '../context.ts';
 import { resolveClientTier, type ClientResolution } from '../resolution.ts';
-import { adoptTokenInSecret, issue } from './issuance.ts';
+import { issue } from './issuance.ts';
 import { readyOutcome } from './readiness.ts';
-import { anchorsOf, leaveOldTier, revokeAll, revokeSuperseded, suspend } from './revocation.ts';
-import { cachedSecret, claimSecretName, deleteClientSecret, repairSecretMetadata } from './secret.ts';
-import { releaseServiceAccount } from './service-account.ts';
+import { anchorsOf, revokeAll, revokeSuperseded } from './revocation.ts';
+import { cachedSecret, deleteClientSecret } from './secret.ts';
+import { claimSecretName } from './secret-claim.ts';
+import { repairSecretMetadata } from './secret-metadata.ts';
+import { releaseServiceAccount } from './service-account-release.ts';
 import { clearedTokens, conditionsFor, type Client, type ClientEvent, type Outcome, type TierResolvedCondition } from './status.ts';
+import { suspend } from './suspension.ts';
+import { leaveOldTier } from './tier-move.ts';
 
 export async function converge(op: OperatorContext, client: Client, log: Logger): Promise<Outcome> {
   await claimSecretName(op, client);
@@ -59,12 +63,14 @@ export async function converge(op: OperatorContext, client: Client, log: Logger)
 
   const anchors = anchorsOf(op, client);
   const leftBehind = anchors.filter((a) => a.metadata?.namespace !== namespace);
-  if (leftBehind.length > 0) return leaveOldTier(op, client, base, tierResolved, events, leftBehind, log);
+  // Moving even with no anchor left behind: the tier's departures (reconcilers/departures.ts) may
+  // have revoked them already, and the Secret still holds a token of the old tier.
+  const moved = previous.tier !== undefined && previous.tier !== tierName;
+  if (leftBehind.length > 0 || moved) return leaveOldTier(op, client, base, tierResolved, events, leftBehind, log);
 
   const secret = cachedSecret(op, client);
   const anchorNames = new Set(anchors.map((a) => a.metadata?.name as string));
-  const tokens = adoptTokenInSecret(previous.tokens ?? [], secret, anchorNames, policy);
-  const issued = await issue(op, { client, tier, namespace, policy, base, tierResolved, events, secret, anchors: anchorNames, tokens, now }, log);
+  const issued = await issue(op, { client, tier, namespace, policy, base, tierResolved, events, secret, anchors: anchorNames, now }, log);
   if (issued.done) return issued.outcome;
   // No new token: the Secret's labels, annotations and ownerReference are put back if edited.
   if (issued.decision === undefined && secret !== undefined) await repairSecretMetadata(op, client, secret, tierName);

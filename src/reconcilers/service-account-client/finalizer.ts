@@ -10,7 +10,7 @@ import type { OperatorContext } from '../context.ts';
 import { CLIENT_FINALIZER } from '../labels.ts';
 import { revokeAll } from './revocation.ts';
 import { deleteClientSecret } from './secret.ts';
-import { releaseServiceAccount } from './service-account.ts';
+import { releaseServiceAccount } from './service-account-release.ts';
 import { clientRef, type Client } from './status.ts';
 
 /** Adds the finalizer before any token exists, so no token can outlive the client. */

@@ -6,17 +6,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IssuedToken, Tier } from '../../api/index.ts';
-import { formatTime } from '../../controller/conditions.ts';
 import { KubeApiError } from '../../kube/errors.ts';
 import { SECRETS, SERVICE_ACCOUNTS } from '../../kube/resources.ts';
 import { mayReuseAnchor, refusedWithoutToken, type AnchorRef } from '../../policy/anchor-reuse.ts';
 import { instanceScope } from '../../policy/service-account-use.ts';
 import { readTokenClaims, type TokenClaims } from '../../policy/token-claims.ts';
-import { renewalTime, type EffectiveTokenPolicy } from '../../policy/token-policy.ts';
+import type { EffectiveTokenPolicy } from '../../policy/token-policy.ts';
+import { tokenRecord } from '../../policy/token-record.ts';
 import type { CachedSecret, OperatorContext } from '../context.ts';
 import { ANCHOR_SECRET_TYPE, CLIENT_ANNOTATION, CLIENT_NAMESPACE_LABEL, CLIENT_UID_LABEL, MANAGED_BY, MANAGER, SCOPE_LABEL, TIER_LABEL } from '../labels.ts';
 import { anchorsRef } from './revocation.ts';
-import { writeToken } from './secret.ts';
+import { writeToken } from './secret-write.ts';
 import type { Client } from './status.ts';
 
 /**
@@ -59,12 +59,7 @@ export async function mintToken(
   const claims = readTokenClaims(token);
   const issuedAtMs = claims?.issuedAtMs ?? op.now();
   const expiresAtMs = claims?.expiresAtMs ?? op.now() + policy.expirationSeconds * 1000;
-  const issued: IssuedToken = {
-    id: anchorName,
-    issuedAt: formatTime(new Date(issuedAtMs)),
-    expiresAt: formatTime(new Date(expiresAtMs)),
-    renewAt: formatTime(new Date(renewalTime(issuedAtMs, expiresAtMs, policy.renewBeforeMs))),
-  };
+  const issued = tokenRecord(anchorName, issuedAtMs, expiresAtMs, policy.renewBeforeMs);
   try {
     await writeToken(op, client, tier.metadata.name, { token, issued, policy }, secret);
   } catch (err) {

@@ -84,4 +84,13 @@ describe('a Tier edit reconciles only the clients it concerns', () => {
     expect([...touched].filter((name) => !['a1', 'a2', 'b1', 'b2'].includes(name))).toEqual([]);
     expect((await getClient(ns, 'c1')).status?.tier).toBe(tierC);
   });
+
+  it('a group added at the same level: that group\'s clients, who move; not its members', async () => {
+    const from = await quiet();
+    await kube.patch(R.tier, undefined, tierC, { spec: { groups: [`${op.prefix}-gc`, `${op.prefix}-gb`] } });
+    for (const name of ['b1', 'b2']) await waitForClientReady(ns, name, { extra: (ct) => ct.client.status?.tier === tierC });
+    await sleep(2_000);
+    expect([...reconciled(from)].sort()).toEqual(['b1', 'b2']);
+    expect((await getClient(ns, 'c1')).status?.tier).toBe(tierC);
+  });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LAST_APPLIED_ANNOTATION, auditDisagreements, diffSnapshot, dropManagedFields, isGoneStatus, olderResourceVersion, slimMetadata } from '../../../src/controller/informer.ts';
+import { LAST_APPLIED_ANNOTATION, auditDisagreements, diffSnapshot, isGoneStatus, olderResourceVersion, slimMetadata } from '../../../src/controller/informer.ts';
 import type { KubeObject } from '../../../src/kube/resources.ts';
 
 function obj(name: string, rv: string, uid = `uid-${name}`, namespace: string | undefined = 'ns'): KubeObject {
@@ -83,15 +83,13 @@ describe('isGoneStatus', () => {
   });
 });
 
-describe('dropManagedFields', () => {
+describe('slimMetadata', () => {
   it('removes metadata.managedFields and keeps the rest', () => {
     const o = { metadata: { name: 'a', managedFields: [{ manager: 'x' }] } } as KubeObject;
-    const out = dropManagedFields(o);
+    const out = slimMetadata(o);
     expect(out.metadata).toEqual({ name: 'a' });
   });
-});
 
-describe('slimMetadata', () => {
   it('drops managedFields and the last-applied annotation, keeping every other annotation and label', () => {
     const obj = {
       metadata: {

@@ -1,0 +1,56 @@
+/**
+ * Claiming the client's Secret name, before anything writes or deletes the Secret: a Secret that is
+ * someone else's is never touched, one that is nobody's is taken back.
+ */
+import { SECRETS } from '../../kube/resources.ts';
+import type { CachedSecret, OperatorContext } from '../context.ts';
+import { TIER_LABEL, TOKEN_SECRET_TYPE } from '../labels.ts';
+import { cachedSecret, defaultSecretName, deleteClientSecret, SecretConflictError, secretRef } from './secret.ts';
+import { secretMetadata } from './secret-metadata.ts';
+import type { Client } from './status.ts';
+
+/**
+ * Another client's Secret, or a Secret of another type, is never touched (SecretConflictError); a
+ * token Secret nobody controls is taken back; the Secret under a former spec.secretName, which
+ * holds a token nobody should go on using, is deleted.
+ */
+export async function claimSecretName(op: OperatorContext, client: Client): Promise<void> {
+  const name = defaultSecretName(client);
+  const named = cachedSecret(op, client);
+  const controller = named?.metadata?.ownerReferences?.find((ref) => ref.controller === true);
+  if (controller !== undefined && controller.uid !== client.metadata.uid) {
+    throw new SecretConflictError(`Secret ${client.metadata.namespace}/${name} belongs to ${controller.kind} ${controller.name}`);
+  }
+  // Only a Secret of tokenwarden's token type is ever written: the labels on anything else prove nothing.
+  if (named !== undefined && named.type !== TOKEN_SECRET_TYPE) {
+    throw new SecretConflictError(`Secret ${client.metadata.namespace}/${name} is of type ${named.type ?? 'Opaque'}, not ${TOKEN_SECRET_TYPE}`);
+  }
+  if (named !== undefined && controller === undefined) await reclaimSecret(op, client, named);
+  const formerName = client.status?.secretName;
+  if (formerName !== undefined && formerName !== name) await deleteClientSecret(op, client, formerName);
+}
+
+/**
+ * A token Secret under the client's name that no one controls (its ownerReference removed, or made
+ * by someone else before the client existed) is taken over whole: its labels and annotations are
+ * replaced, not merged, so nothing another writer put there (a replicator's annotation, say) stays
+ * on a Secret that is about to hold a token. The uid test makes it atomic with no read.
+ */
+async function reclaimSecret(op: OperatorContext, client: Client, secret: CachedSecret): Promise<void> {
+  const meta = secretMetadata(client, secret.metadata?.annotations?.[TIER_LABEL] ?? '', undefined, undefined);
+  const namespace = secret.metadata?.namespace as string;
+  const name = secret.metadata?.name as string;
+  const written = await op.kube.patch(
+    SECRETS,
+    namespace,
+    name,
+    [
+      { op: 'test', path: '/metadata/uid', value: secret.metadata?.uid },
+      { op: 'add', path: '/metadata/labels', value: meta.labels },
+      { op: 'add', path: '/metadata/annotations', value: meta.annotations },
+      { op: 'add', path: '/metadata/ownerReferences', value: meta.ownerReferences },
+    ],
+    { type: 'json' },
+  );
+  op.freshness.wrote(secretRef(namespace, name), written);
+}
