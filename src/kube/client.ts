@@ -491,6 +491,9 @@ export class KubeClient {
         body: c.body === undefined ? undefined : JSON.stringify(c.body),
         dispatcher,
         signal,
+        // The API server never redirects these calls; following one would re-send the body (a Secret
+        // write, a TokenRequest) and the Impersonate-* headers to wherever it points.
+        redirect: 'error',
       });
       this.onRequest?.(c.verb, c.resource, response.status);
       return { response, method: c.method, pathForErrors };
@@ -556,7 +559,9 @@ async function errorFrom(response: Awaited<ReturnType<typeof fetch>>, method: st
 function networkError(method: string, path: string, err: unknown, signal: AbortSignal): KubeApiError {
   const timedOut = signal.aborted && signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError';
   const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;
-  let detail = cause instanceof Error ? cause.message : String(cause);
+  // A TypeError of its own (no network cause) is fetch refusing to build the request, and its
+  // message quotes the offending header or URL, which may be a credential.
+  let detail = cause === err && err instanceof TypeError ? 'the request could not be built (a header or the server URL is invalid)' : cause instanceof Error ? cause.message : String(cause);
   const code = cause && typeof cause === 'object' ? (cause as { code?: unknown }).code : undefined;
   if (typeof code === 'string' && !detail.includes(code)) detail = `${code}: ${detail}`;
   return new KubeApiError({

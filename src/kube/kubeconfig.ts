@@ -25,6 +25,15 @@ import { parseDocument } from 'yaml';
 
 export class KubeconfigError extends Error {}
 
+/**
+ * A credential that can go into an HTTP header as it is: visible ASCII only. Otherwise undici's own
+ * error would quote the whole header value, token included; this one names where it came from only.
+ */
+function headerSafeToken<T extends string>(value: T, where: string): T {
+  if (!/^[\x21-\x7e]+( [\x21-\x7e]+)?$/.test(value)) throw new KubeconfigError(`${where}: the token holds characters an HTTP header cannot carry (a line break?)`);
+  return value;
+}
+
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 /** How long a token read from a file is used before the file is read again (client-go: one minute). */
 export const TOKEN_FILE_TTL_MS = 60_000;
@@ -95,11 +104,15 @@ export class KubeAccess {
     const where = `cluster "${args.cluster.name}"${inFile(args.cluster.file)}`;
     const server = str(c.server);
     if (!server) throw new KubeconfigError(`${where} has no server`);
+    let url: URL;
     try {
-      new URL(server);
+      url = new URL(server);
     } catch {
-      throw new KubeconfigError(`${where}: server "${server}" is not a URL`);
+      throw new KubeconfigError(`${where}: server is not a URL`);
     }
+    // Never echo the server string itself: it may hold a password.
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new KubeconfigError(`${where}: server must be an https:// (or http://) URL`);
+    if (url.username !== '' || url.password !== '') throw new KubeconfigError(`${where}: server URL must not contain credentials (use the user's token or client certificate)`);
     this.server = server.replace(/\/+$/, '');
     this.proxyUrl = str(c['proxy-url']);
     if (c['certificate-authority'] && c['certificate-authority-data']) {
@@ -112,6 +125,9 @@ export class KubeAccess {
     const who = args.user ? `user "${args.user.name}"${inFile(args.user.file)}` : '';
     if (u['client-certificate'] && u['client-certificate-data']) throw new KubeconfigError(`${who}: client-certificate and client-certificate-data are both set; keep one`);
     if (u['client-key'] && u['client-key-data']) throw new KubeconfigError(`${who}: client-key and client-key-data are both set; keep one`);
+    const hasCert = Boolean(u['client-certificate'] || u['client-certificate-data']);
+    const hasKey = Boolean(u['client-key'] || u['client-key-data']);
+    if (hasCert !== hasKey) throw new KubeconfigError(`${who}: a client certificate needs its key, and a key its certificate`);
     this.delegated = isSet(u.exec) || isSet(u['auth-provider']);
     if (isSet(u.exec) && isSet(u['auth-provider'])) throw new KubeconfigError(`${who}: exec and auth-provider are both set; keep one`);
     const methods = [
@@ -126,6 +142,7 @@ export class KubeAccess {
     if (str(u.as)) this.staticHeaders.push(['Impersonate-User', str(u.as) as string]);
     if (str(u['as-uid'])) this.staticHeaders.push(['Impersonate-Uid', str(u['as-uid']) as string]);
     if (Array.isArray(u['as-groups'])) for (const g of u['as-groups']) if (typeof g === 'string') this.staticHeaders.push(['Impersonate-Group', g]);
+    if (str(u.token) !== undefined) headerSafeToken(str(u.token) as string, who);
     if (!this.delegated && str(u.username) !== undefined) {
       const basic = Buffer.from(`${str(u.username) ?? ''}:${str(u.password) ?? ''}`).toString('base64');
       this.staticHeaders.push(['Authorization', `Basic ${basic}`]);
@@ -136,8 +153,16 @@ export class KubeAccess {
   async headers(): Promise<[string, string][]> {
     const out = [...this.staticHeaders];
     if (this.delegated) {
-      const authorization = await this.delegatedAuth();
-      if (authorization) out.push(['Authorization', authorization]);
+      let authorization: string | undefined;
+      try {
+        authorization = await this.delegatedAuth();
+      } catch (err) {
+        // client-node's errors carry the plugin's stderr or a parse of its stdout, which may hold a token.
+        const code = err && typeof err === 'object' ? (err as { code?: unknown }).code : undefined;
+        const source = isSet(this.user?.body.exec) ? 'the exec credential plugin' : 'the auth-provider';
+        throw new KubeconfigError(`user "${this.user?.name}": ${source} failed${typeof code === 'string' ? ` (${code})` : ''}; run it by hand to see why`);
+      }
+      if (authorization) out.push(['Authorization', headerSafeToken(authorization, `user "${this.user?.name}"`)]);
       return out;
     }
     const token = this.token();
@@ -172,10 +197,14 @@ export class KubeAccess {
     if (this.fileToken && now - this.fileToken.at < TOKEN_FILE_TTL_MS) return this.fileToken.value;
     try {
       const value = fs.readFileSync(file, 'utf8').trim();
+      // As client-go: an empty token file is an error, never an anonymous request.
+      if (value === '') throw new KubeconfigError(`user "${this.user?.name}": the token file ${file} is empty`);
+      headerSafeToken(value, `user "${this.user?.name}": the token file ${file}`);
       this.fileToken = { value, at: now };
       return value;
     } catch (err) {
       if (this.fileToken) return this.fileToken.value;
+      if (err instanceof KubeconfigError) throw err;
       throw new KubeconfigError(`user "${this.user?.name}": cannot read the token file ${file} (${codeOf(err)})`);
     }
   }

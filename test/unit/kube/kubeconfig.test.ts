@@ -170,7 +170,7 @@ describe('clusters and users', () => {
   });
 
   it('an unreadable certificate file: the error names the user, the field and the file', () => {
-    const file = write(single('m', { server: 'https://m' }, { 'client-certificate': 'pki/missing.crt' }));
+    const file = write(single('m', { server: 'https://m' }, { 'client-certificate': 'pki/missing.crt', 'client-key': 'pki/missing.key' }));
     const access = loadKubeconfig({ file });
     expect(errorOf(() => access.tls())).toBe(`user "m": cannot read client-certificate ${path.join(dir, 'pki/missing.crt')} (ENOENT)`);
   });
@@ -245,6 +245,33 @@ describe('errors never hold a secret', () => {
     expect(msg).not.toContain(SECRET_TOKEN);
   });
 
+  it('a server URL with a password, or without a scheme: refused without echoing it', () => {
+    const withPassword = write(single('p', { server: `https://me:${SECRET_PASSWORD}@p.example` }, { token: 'x' }));
+    const msg = errorOf(() => loadKubeconfig({ file: withPassword }));
+    expect(msg).toBe(`cluster "p" in ${withPassword}: server URL must not contain credentials (use the user's token or client certificate)`);
+    expect(msg).not.toContain(SECRET_PASSWORD);
+    const noScheme = write(single('s', { server: 'localhost:6443' }, { token: 'x' }));
+    expect(errorOf(() => loadKubeconfig({ file: noScheme }))).toBe(`cluster "s" in ${noScheme}: server must be an https:// (or http://) URL`);
+  });
+
+  it('a token an HTTP header cannot carry, an empty token file, a certificate without its key: refused, naming no token', async () => {
+    const broken = `${SECRET_TOKEN}\nsecond-line`;
+    const inline = write(single('n', { server: 'https://n' }, { token: broken }));
+    const msg = errorOf(() => loadKubeconfig({ file: inline }));
+    expect(msg).toMatch(/^user "n" in .*: the token holds characters an HTTP header cannot carry/);
+    expect(msg).not.toContain(SECRET_TOKEN);
+    const tokenFile = write(`${SECRET_TOKEN}\r\nmore\n`, `token-${++n}`);
+    const fromFile = loadKubeconfig({ file: write(single('f', { server: 'https://f' }, { tokenFile })) });
+    const fileMsg = await fromFile.headers().then(() => 'no error', (err: Error) => err.message);
+    expect(fileMsg).toMatch(/the token holds characters an HTTP header cannot carry/);
+    expect(fileMsg).not.toContain(SECRET_TOKEN);
+    const empty = write('\n', `token-${++n}`);
+    const emptyMsg = await loadKubeconfig({ file: write(single('e', { server: 'https://e' }, { tokenFile: empty })) }).headers().then(() => 'no error', (err: Error) => err.message);
+    expect(emptyMsg).toBe(`user "e": the token file ${empty} is empty`);
+    const certOnly = write(single('c', { server: 'https://c' }, { 'client-certificate-data': Buffer.from('CERT').toString('base64') }));
+    expect(errorOf(() => loadKubeconfig({ file: certOnly }))).toBe(`user "c" in ${certOnly}: a client certificate needs its key, and a key its certificate`);
+  });
+
   it('not a kubeconfig, a list that is not a list, an entry without a name', () => {
     expect(errorOf(() => kubeconfigFromString('- a\n- b\n', undefined, 'x'))).toBe('x: not a kubeconfig (a mapping of clusters, users and contexts)');
     expect(errorOf(() => kubeconfigFromString(`users: {token: ${SECRET_TOKEN}}\n`, undefined, 'x'))).toBe('x: users is not a list');
@@ -275,6 +302,14 @@ describe('exec and auth-provider users: @kubernetes/client-node, imported for th
     expect(p.runs()).toBe(1);
     expect(loadKubeconfig({ file: write(single('t', { server: 'https://t' }, { token: 'x' })) }).delegated).toBe(false);
     expect(kubeconfigFromString(stringify(single('ap', { server: 'https://a' }, { 'auth-provider': { name: 'oidc', config: {} } }))).delegated).toBe(true);
+  }, 30_000);
+
+  it('a failing plugin: the error names the user, not what the plugin printed', async () => {
+    const script = write(`process.stderr.write(${JSON.stringify(`leaked ${SECRET_TOKEN}`)}); process.stdout.write(${JSON.stringify(`{"token": "${SECRET_TOKEN}`)}); process.exit(1);\n`, `bad-plugin-${++n}.cjs`);
+    const file = write(single('bad', { server: 'https://bad' }, { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: process.execPath, args: [script] } }));
+    const msg = await loadKubeconfig({ file }).headers().then(() => 'no error', (err: Error) => err.message);
+    expect(msg).toMatch(/^user "bad": the exec credential plugin failed/);
+    expect(msg).not.toContain(SECRET_TOKEN);
   }, 30_000);
 
   it('a client certificate from the ExecCredential becomes the connection\'s certificate', async () => {
