@@ -20,7 +20,7 @@ export function hasLeftTier(resolution: QuotaResolution, heldTier: string): bool
  * two-core machine.
  */
 export const DEPARTURES_PER_REQUEST = 50;
-/** Bulk revocations of one tier in flight at once. */
+/** Bulk revocations in flight at once, all tiers together. */
 export const DEPARTURE_REQUESTS_IN_FLIGHT = 8;
 
 /**

@@ -1,7 +1,7 @@
 /**
  * One pass over a client, in the order of the design brief's "What the operator does": resolve the
- * tier; with none (or a token policy the tier refuses), revoke everything; wait for the tier
- * namespace; suspended, revoke everything; moving, revoke the old tier's tokens first; otherwise
+ * tier; with none (or a token policy the tier refuses), revoke everything; moving, revoke the old
+ * tier's tokens first; wait for the tier namespace; suspended, revoke everything; otherwise
  * issue what is due, revoke what is superseded, release a ServiceAccount left behind, and derive
  * Ready from what the Secret holds.
  */
@@ -50,6 +50,13 @@ export async function converge(op: OperatorContext, client: Client, log: Logger)
   }
   const policy = policyResult.policy;
   const namespace = tierNamespace(tier, op.config.namespacePrefix);
+  const anchors = anchorsOf(op, client);
+  const leftBehind = anchors.filter((a) => a.metadata?.namespace !== namespace);
+  // Moving even with no anchor left behind: the tier's departures (reconcilers/departures.ts) may
+  // have revoked them already, and the Secret still holds a token of the old tier. Before waiting for
+  // the new tier's namespace: the old tier's tokens go now, whatever the new one's state.
+  const moved = previous.tier !== undefined && previous.tier !== tierName;
+  if (leftBehind.length > 0 || moved) return leaveOldTier(op, client, base, tierResolved, events, leftBehind, log);
   if (!tierNamespaceReady(op, namespace)) {
     const message = `waiting for the namespace ${namespace} of tier ${tierName}`;
     return {
@@ -60,13 +67,6 @@ export async function converge(op: OperatorContext, client: Client, log: Logger)
   }
 
   if (client.spec.suspended) return suspend(op, client, base, tierResolved, events, log);
-
-  const anchors = anchorsOf(op, client);
-  const leftBehind = anchors.filter((a) => a.metadata?.namespace !== namespace);
-  // Moving even with no anchor left behind: the tier's departures (reconcilers/departures.ts) may
-  // have revoked them already, and the Secret still holds a token of the old tier.
-  const moved = previous.tier !== undefined && previous.tier !== tierName;
-  if (leftBehind.length > 0 || moved) return leaveOldTier(op, client, base, tierResolved, events, leftBehind, log);
 
   const secret = cachedSecret(op, client);
   const anchorNames = new Set(anchors.map((a) => a.metadata?.name as string));
