@@ -11,7 +11,7 @@
  * Tokens are compared by fingerprint only.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiserverMetrics, createTestNamespace, waitFor } from '../support/cluster.ts';
+import { createTestNamespace, waitFor } from '../support/cluster.ts';
 import {
   R,
   anchorsOf,
@@ -19,7 +19,6 @@ import {
   createClient,
   createTier,
   kube,
-  metricSamples,
   request,
   resourcePath,
   review,
@@ -37,7 +36,7 @@ import {
   type OperatorProcess,
   type ResourceType,
 } from '../support/operator.ts';
-import { countedIdentity } from '../support/writes.ts';
+import { countedIdentity, countedRequests } from '../support/writes.ts';
 
 const VAP: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicies', namespaced: false };
 const VAP_BINDING: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicybindings', namespaced: false };
@@ -51,37 +50,13 @@ let moveGroup: string;
 let stayGroup: string;
 let low: string;
 let high: string;
-let deleteCollectionSchema: string;
-const policies: string[] = [];
-
 /** deletecollections of Secrets the operator's identity sent since kube-apiserver started. */
-async function deleteCollections(): Promise<number> {
-  const samples = metricSamples(await apiserverMetrics(), 'apiserver_flowcontrol_dispatched_requests_total');
-  return samples.filter((s) => s.labels.flow_schema === deleteCollectionSchema).reduce((n, s) => n + s.value, 0);
-}
+let deleteCollections: () => Promise<number>;
+const policies: string[] = [];
 
 beforeAll(async () => {
   const identity = await countedIdentity(prefix);
-  const [, , saNamespace, saName] = identity.username.split(':');
-  deleteCollectionSchema = `${prefix}-deletecollections`;
-  // Ahead of support/writes.ts's schemas (precedence 60 and 61): this identity's deletecollections only.
-  await kube.create(R.flowSchema, undefined, {
-    apiVersion: 'flowcontrol.apiserver.k8s.io/v1',
-    kind: 'FlowSchema',
-    metadata: { name: deleteCollectionSchema },
-    spec: {
-      priorityLevelConfiguration: { name: 'global-default' },
-      matchingPrecedence: 59,
-      distinguisherMethod: { type: 'ByUser' },
-      rules: [
-        {
-          subjects: [{ kind: 'ServiceAccount', serviceAccount: { namespace: saNamespace, name: saName } }],
-          resourceRules: [{ verbs: ['deletecollection'], apiGroups: [''], resources: ['secrets'], namespaces: ['*'] }],
-        },
-      ],
-    },
-  });
-  trackClusterObject(R.flowSchema, deleteCollectionSchema);
+  deleteCollections = await countedRequests(identity, `${prefix}-deletecollections`, { verbs: ['deletecollection'], resources: ['secrets'] });
   op = await startOperator({ namespacePrefix: prefix, kubeconfig: identity.kubeconfig });
   ns = await createTestNamespace(`${prefix}-team`);
   aud = `${prefix}-gateway`;

@@ -74,6 +74,36 @@ export async function countedIdentity(prefix: string, name = 'operator'): Promis
   };
 }
 
+/**
+ * A FlowSchema of its own, ahead of countedIdentity's (precedence 60 and 61), matching only some of
+ * the identity's requests (its TokenRequests, its deletecollections): returns their count since
+ * kube-apiserver started. Removed after the test file.
+ */
+export async function countedRequests(identity: CountedIdentity, schema: string, rule: { verbs: string[]; resources: string[]; apiGroups?: string[] }): Promise<() => Promise<number>> {
+  const [, , namespace, name] = identity.username.split(':');
+  await kube.create(R.flowSchema, undefined, {
+    apiVersion: 'flowcontrol.apiserver.k8s.io/v1',
+    kind: 'FlowSchema',
+    metadata: { name: schema },
+    spec: {
+      priorityLevelConfiguration: { name: 'global-default' },
+      matchingPrecedence: 59,
+      distinguisherMethod: { type: 'ByUser' },
+      rules: [
+        {
+          subjects: [{ kind: 'ServiceAccount', serviceAccount: { namespace, name } }],
+          resourceRules: [{ verbs: rule.verbs, apiGroups: rule.apiGroups ?? [''], resources: rule.resources, namespaces: ['*'] }],
+        },
+      ],
+    },
+  });
+  trackClusterObject(R.flowSchema, schema);
+  return async () => {
+    const samples = metricSamples(await apiserverMetrics(), 'apiserver_flowcontrol_dispatched_requests_total');
+    return samples.filter((s) => s.labels.flow_schema === schema).reduce((n, s) => n + s.value, 0);
+  };
+}
+
 /** counts() after minus before. */
 export function delta(before: RequestCounts, after: RequestCounts): RequestCounts {
   return { writes: after.writes - before.writes, reads: after.reads - before.reads };

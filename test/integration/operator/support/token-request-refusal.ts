@@ -6,9 +6,9 @@
  * (support/writes.ts), and a FlowSchema that matches only that identity's TokenRequests counts them
  * in kube-apiserver's apiserver_flowcontrol_dispatched_requests_total.
  */
-import { apiserverMetrics, waitFor } from '../../support/cluster.ts';
-import { R, kube, metricSamples, request, resourcePath, trackClusterObject, type ResourceType } from '../../support/operator.ts';
-import { countedIdentity, type CountedIdentity } from '../../support/writes.ts';
+import { waitFor } from '../../support/cluster.ts';
+import { R, kube, request, resourcePath, trackClusterObject, type ResourceType } from '../../support/operator.ts';
+import { countedIdentity, countedRequests, type CountedIdentity } from '../../support/writes.ts';
 
 const VAP: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicies', namespaced: false };
 const VAP_BINDING: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicybindings', namespaced: false };
@@ -22,33 +22,8 @@ export interface TokenRequestCounter {
 /** countedIdentity(prefix), plus a FlowSchema of its own counting that identity's TokenRequests. */
 export async function countedTokenRequests(prefix: string): Promise<TokenRequestCounter> {
   const identity = await countedIdentity(prefix);
-  const [, , saNamespace, saName] = identity.username.split(':');
-  const schema = `${prefix}-token-requests`;
-  // Ahead of support/writes.ts's schemas (precedence 60 and 61): this identity's TokenRequests only.
-  await kube.create(R.flowSchema, undefined, {
-    apiVersion: 'flowcontrol.apiserver.k8s.io/v1',
-    kind: 'FlowSchema',
-    metadata: { name: schema },
-    spec: {
-      priorityLevelConfiguration: { name: 'global-default' },
-      matchingPrecedence: 59,
-      distinguisherMethod: { type: 'ByUser' },
-      rules: [
-        {
-          subjects: [{ kind: 'ServiceAccount', serviceAccount: { namespace: saNamespace, name: saName } }],
-          resourceRules: [{ verbs: ['create'], apiGroups: [''], resources: ['serviceaccounts/token'], namespaces: ['*'] }],
-        },
-      ],
-    },
-  });
-  trackClusterObject(R.flowSchema, schema);
-  return {
-    identity,
-    async tokenRequests() {
-      const samples = metricSamples(await apiserverMetrics(), 'apiserver_flowcontrol_dispatched_requests_total');
-      return samples.filter((s) => s.labels.flow_schema === schema).reduce((n, s) => n + s.value, 0);
-    },
-  };
+  const tokenRequests = await countedRequests(identity, `${prefix}-token-requests`, { verbs: ['create'], resources: ['serviceaccounts/token'] });
+  return { identity, tokenRequests };
 }
 
 /** Refusals of one test file: refuse(), allow(), and allowAll() for its afterAll. */
