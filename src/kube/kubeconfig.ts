@@ -337,9 +337,13 @@ function merge(docs: { doc: Raw; file: string }[]): Merged {
   for (const { doc, file } of docs) {
     m.current ??= str(doc['current-context']);
     for (const [kind, field] of [['clusters', 'cluster'], ['users', 'user'], ['contexts', 'context']] as const) {
+      const inThisFile = new Set<string>();
       listOf(doc[kind]).forEach((e, i) => {
         const name = isObj(e) ? str(e.name) : undefined;
         if (name === undefined) throw new KubeconfigError(`${file ? `kubeconfig ${file}` : 'the kubeconfig'}: ${kind}[${i}] has no name`);
+        // As client-go: within one file a name is defined once (across files the first file wins).
+        if (inThisFile.has(name)) throw new KubeconfigError(`${file ? `kubeconfig ${file}` : 'the kubeconfig'}: ${kind} has "${name}" twice`);
+        inThisFile.add(name);
         const body = (e as Raw)[field];
         if (!m[kind].has(name)) m[kind].set(name, { name, body: isObj(body) ? body : {}, file });
       });

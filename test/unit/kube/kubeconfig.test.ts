@@ -272,6 +272,13 @@ describe('errors never hold a secret', () => {
     expect(errorOf(() => loadKubeconfig({ file: certOnly }))).toBe(`user "c" in ${certOnly}: a client certificate needs its key, and a key its certificate`);
   });
 
+  it('a name defined twice in one file is refused, naming neither definition', () => {
+    const text = `users:\n- name: u\n  user: {token: ${SECRET_TOKEN}}\n- name: u\n  user: {token: other}\n`;
+    const msg = errorOf(() => kubeconfigFromString(text, undefined, 'x'));
+    expect(msg).toBe('the kubeconfig: users has "u" twice');
+    expect(msg).not.toContain(SECRET_TOKEN);
+  });
+
   it('not a kubeconfig, a list that is not a list, an entry without a name', () => {
     expect(errorOf(() => kubeconfigFromString('- a\n- b\n', undefined, 'x'))).toBe('x: not a kubeconfig (a mapping of clusters, users and contexts)');
     expect(errorOf(() => kubeconfigFromString(`users: {token: ${SECRET_TOKEN}}\n`, undefined, 'x'))).toBe('x: users is not a list');
