@@ -202,7 +202,11 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     }
   });
   on(caches.bindings, (binding, old) => {
-    bindings.enqueue(clientKey(binding));
+    // A change of its status alone (mostly the echo of the operator's own count) is looked at within
+    // the count's coalescing period, not at once: during a burst of clients an immediate reconcile
+    // per echo would write the count again after every write, once per round trip.
+    if (old === undefined || specChanged(old, binding)) bindings.enqueue(clientKey(binding));
+    else bindings.enqueueAfter(clientKey(binding), COUNT_COALESCE_MS);
     if (old === undefined || specChanged(old, binding)) {
       quotaInputsChanged(caches, binding.metadata.namespace as string);
       enqueueNamespaceClients(binding.metadata.namespace);
