@@ -190,7 +190,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     a.metadata?.generation !== b.metadata?.generation || a.metadata?.deletionTimestamp !== b.metadata?.deletionTimestamp;
 
   on(caches.tiers, (tier, old, deleted) => {
-    tiers.enqueue(tier.metadata.name);
+    // As for TenantBindings below: the echo of its own status write waits for the count's coalescing.
+    if (deleted || old === undefined || specChanged(old, tier)) tiers.enqueue(tier.metadata.name);
+    else tiers.enqueueAfter(tier.metadata.name, COUNT_COALESCE_MS);
     if (deleted || old === undefined || specChanged(old, tier)) quotaInputsChanged(caches);
     if (deleted) enqueueClientsOfTierChange(tier.metadata.name, tier, undefined);
     else if (old === undefined || specChanged(old, tier)) enqueueClientsOfTierChange(tier.metadata.name, old, tier);
@@ -202,9 +204,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     }
   });
   on(caches.bindings, (binding, old) => {
-    // A change of its status alone (mostly the echo of the operator's own count) is looked at within
-    // the count's coalescing period, not at once: during a burst of clients an immediate reconcile
-    // per echo would write the count again after every write, once per round trip.
+    // A change of its status (or metadata) alone, mostly the echo of the operator's own count, is
+    // looked at within the count's coalescing period, not at once: during a burst of clients an
+    // immediate reconcile per echo would write the count again after every write, once per round trip.
     if (old === undefined || specChanged(old, binding)) bindings.enqueue(clientKey(binding));
     else bindings.enqueueAfter(clientKey(binding), COUNT_COALESCE_MS);
     if (old === undefined || specChanged(old, binding)) {
