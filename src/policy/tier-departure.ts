@@ -23,13 +23,13 @@ export const DEPARTURES_PER_REQUEST = 50;
 /** Bulk revocations in flight at once, all tiers together. */
 export const DEPARTURE_REQUESTS_IN_FLIGHT = 8;
 
-/**
- * The label selectors that together select the anchors of these clients: `<label> in (uid, ...)`,
- * at most `perRequest` uids each, sorted so a retry sends the same requests.
- */
-export function clientUidSelectors(label: string, uids: readonly string[], perRequest = DEPARTURES_PER_REQUEST): string[] {
+/** The client uids in chunks of at most `perRequest`, without repeats, sorted so a retry sends the same requests. */
+export function uidChunks(uids: readonly string[], perRequest = DEPARTURES_PER_REQUEST): string[][] {
   const sorted = [...new Set(uids)].sort();
-  const selectors: string[] = [];
-  for (let i = 0; i < sorted.length; i += perRequest) selectors.push(`${label} in (${sorted.slice(i, i + perRequest).join(',')})`);
-  return selectors;
+  const chunks: string[][] = [];
+  for (let i = 0; i < sorted.length; i += perRequest) chunks.push(sorted.slice(i, i + perRequest));
+  return chunks;
 }
+
+/** The label selector of the anchors of these clients: `<label> in (uid, ...)`. */
+export const clientUidSelector = (label: string, uids: readonly string[]): string => `${label} in (${uids.join(',')})`;

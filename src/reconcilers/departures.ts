@@ -18,7 +18,7 @@ import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../contro
 import { errorMessage } from '../kube/errors.ts';
 import { SECRETS, keyOf } from '../kube/resources.ts';
 import { instanceScope } from '../policy/service-account-use.ts';
-import { clientUidSelectors, DEPARTURE_REQUESTS_IN_FLIGHT, DEPARTURES_PER_REQUEST, hasLeftTier } from '../policy/tier-departure.ts';
+import { clientUidSelector, DEPARTURE_REQUESTS_IN_FLIGHT, hasLeftTier, uidChunks } from '../policy/tier-departure.ts';
 import { INDEX, isTrustedAnchor, tierNamespace, type OperatorContext } from './context.ts';
 import { ANCHOR_SECRET_TYPE, CLIENT_UID_LABEL, MANAGED_SELECTOR, SCOPE_LABEL, TIER_LABEL } from './labels.ts';
 import { resolveClientTier } from './resolution.ts';
@@ -43,8 +43,7 @@ export function departuresReconciler(op: OperatorContext): ReconcileFunc {
         // Judged again as the request leaves: a client that came back to the tier meanwhile keeps its tokens.
         const still = departedClients(op, tierName, namespace, scope, new Set(uids));
         if (still.size === 0) return;
-        const [selector] = clientUidSelectors(CLIENT_UID_LABEL, [...still.keys()], uids.length);
-        const labelSelector = `${MANAGED_SELECTOR},${SCOPE_LABEL}=${scope},${TIER_LABEL}=${tierName},${selector}`;
+        const labelSelector = `${MANAGED_SELECTOR},${SCOPE_LABEL}=${scope},${TIER_LABEL}=${tierName},${clientUidSelector(CLIENT_UID_LABEL, [...still.keys()].sort())}`;
         revoked += await op.kube.deleteCollection(SECRETS, namespace, { labelSelector, fieldSelector: `type=${ANCHOR_SECRET_TYPE}` });
       } finally {
         inFlight.release();
@@ -66,13 +65,6 @@ export function departuresReconciler(op: OperatorContext): ReconcileFunc {
     void op.events.normal(tier, 'TokensRevoked', `revoked the tokens of ${departed.size} client(s) that left tier ${tierName} (${revoked} token(s))`);
   };
 }
-
-const uidChunks = (uids: string[]): string[][] => {
-  const sorted = [...uids].sort();
-  const chunks: string[][] = [];
-  for (let i = 0; i < sorted.length; i += DEPARTURES_PER_REQUEST) chunks.push(sorted.slice(i, i + DEPARTURES_PER_REQUEST));
-  return chunks;
-};
 
 /**
  * Clients holding an anchor of this tier, made by this instance (its scope label), that no longer

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { API_VERSION, Tier } from '../../src/api/index.ts';
-import { clientUidSelectors, hasLeftTier } from '../../src/policy/tier-departure.ts';
+import { clientUidSelector, hasLeftTier, uidChunks } from '../../src/policy/tier-departure.ts';
+
+const clientUidSelectors = (label: string, uids: string[], perRequest?: number): string[] => uidChunks(uids, perRequest).map((chunk) => clientUidSelector(label, chunk));
 
 const tier = (name: string): Tier => Tier.parse({ apiVersion: API_VERSION, kind: 'Tier', metadata: { name }, spec: {} });
 
@@ -15,7 +17,7 @@ describe('hasLeftTier', () => {
   });
 });
 
-describe('clientUidSelectors', () => {
+describe('uidChunks and clientUidSelector', () => {
   it('no clients, no request', () => {
     expect(clientUidSelectors('l', [])).toEqual([]);
   });
