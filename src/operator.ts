@@ -5,7 +5,7 @@
 import type { ServiceAccountClient, TenantBinding, Tier } from './api/index.ts';
 import { Controller, type ControllerMetrics } from './controller/controller.ts';
 import { EventRecorder } from './controller/events.ts';
-import { Informer, slimMetadata, type EventHandler } from './controller/informer.ts';
+import { Informer, pickKeys, slimMetadata, type EventHandler } from './controller/informer.ts';
 import type { Logger } from './controller/logger.ts';
 import { NAMESPACE_INDEX, namespaceIndexFunc } from './controller/store.ts';
 import type { WorkQueueMetrics } from './controller/workqueue.ts';
@@ -66,15 +66,29 @@ export interface RunningOperator {
  * Secrets are cached without their data: the operator only needs to recognise its tokens, so the
  * cache keeps their claims and no token value stays in memory beyond the reconcile that wrote it.
  */
-export function stripSecret(secret: CachedSecret & { data?: Record<string, string> }): CachedSecret {
-  const { data, ...rest } = secret;
-  const cached: CachedSecret = rest;
-  delete (cached as { stringData?: unknown }).stringData;
+export function stripSecret(secret: CachedSecret & { data?: Record<string, string>; stringData?: unknown }): CachedSecret {
+  // Rest, not `delete`: see slimMetadata.
+  const { data, stringData: _stringData, ...cached } = secret;
   if (secret.type === TOKEN_SECRET_TYPE) {
     const encoded = data?.[TOKEN_KEY];
-    if (encoded) cached.tokenClaims = readTokenClaims(Buffer.from(encoded, 'base64').toString('utf8')) ?? 'unreadable';
+    if (encoded) (cached as CachedSecret).tokenClaims = readTokenClaims(Buffer.from(encoded, 'base64').toString('utf8')) ?? 'unreadable';
   }
   return slimMetadata(cached);
+}
+
+/** tokenwarden's own label and annotation keys: tokenwarden.io/… and <sub>.tokenwarden.io/…. */
+const isOwnKey = (key: string): boolean => /^(?:[a-z0-9-]+\.)*tokenwarden\.io\//.test(key);
+
+/**
+ * ServiceAccountClients are cached with tokenwarden's own labels and annotations only: the operator
+ * reads no other (the renew request is its own; --selector is applied by the API server), and those of
+ * GitOps tools and teams (Argo CD's tracking id, Helm's, owners, tickets) cost as much as the rest.
+ */
+export function slimClient(client: ServiceAccountClient): ServiceAccountClient {
+  const slim = slimMetadata(client);
+  const { labels, annotations, ...meta } = slim.metadata;
+  const own = { labels: pickKeys(labels, isOwnKey), annotations: pickKeys(annotations, isOwnKey) };
+  return { ...slim, metadata: { ...meta, ...(own.labels && { labels: own.labels }), ...(own.annotations && { annotations: own.annotations }) } };
 }
 
 /** How long client counts of Tiers and TenantBindings, and the Tier sweep, wait to be coalesced. */
@@ -99,6 +113,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       ...common,
       ...selector,
       type: SERVICE_ACCOUNT_CLIENTS,
+      transform: slimClient,
       indexers: {
         [INDEX.clientByNamespace]: namespaceIndexFunc,
         [INDEX.clientByServiceAccount]: (c) => (c.status?.serviceAccount ? [`${c.status.serviceAccount.namespace}/${c.status.serviceAccount.name}`] : []),

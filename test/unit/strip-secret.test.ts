@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { stripSecret } from '../../src/operator.ts';
 import type { CachedSecret } from '../../src/reconcilers/context.ts';
+import { dictionaryObjects } from './support/v8-shape.ts';
 
 const b64url = (value: unknown): string => Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
 const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
@@ -103,5 +104,12 @@ describe('stripSecret', () => {
       expect(leaks(cached, TOKEN), `${type}: the token in the cached object`).toEqual([]);
       expect(leaks(cached, 'hunter2-hunter2'), type).toEqual([]);
     }
+  });
+
+  it('builds the cached Secret whole, as the API server sent it (parsed JSON): no object of it is a V8 dictionary', () => {
+    const parsed = JSON.parse(JSON.stringify(secret('tokenwarden.io/token', { token: b64(TOKEN) }, { stringData: { extra: 'x' } }))) as RawSecret;
+    const cached = stripSecret(parsed);
+    expect(cached.tokenClaims).not.toBe('unreadable');
+    expect(dictionaryObjects(cached)).toEqual([]);
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { dictionaryObjects } from '../support/v8-shape.ts';
 import { LAST_APPLIED_ANNOTATION, auditDisagreements, diffSnapshot, isGoneStatus, olderResourceVersion, slimMetadata } from '../../../src/controller/informer.ts';
 import type { KubeObject } from '../../../src/kube/resources.ts';
 
@@ -106,6 +107,25 @@ describe('slimMetadata', () => {
   it('removes an annotations map left empty', () => {
     const obj = { metadata: { name: 'a', annotations: { [LAST_APPLIED_ANNOTATION]: '{}' } } };
     expect(slimMetadata(obj as KubeObject).metadata).toEqual({ name: 'a' });
+  });
+
+  it('builds what it keeps whole: no object of the result is a V8 dictionary, as a delete would leave it', () => {
+    const text = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: {
+        name: 'a',
+        namespace: 'n',
+        uid: 'u',
+        resourceVersion: '7',
+        annotations: { [LAST_APPLIED_ANNOTATION]: '{}', 'tokenwarden.io/user': 'alice', 'example.com/owner': 'team-a' },
+        labels: { 'app.kubernetes.io/managed-by': 'tokenwarden' },
+        managedFields: [{ manager: 'kubectl' }],
+      },
+    });
+    const out = slimMetadata(JSON.parse(text) as KubeObject);
+    expect(out.metadata).toEqual({ name: 'a', namespace: 'n', uid: 'u', resourceVersion: '7', annotations: { 'tokenwarden.io/user': 'alice', 'example.com/owner': 'team-a' }, labels: { 'app.kubernetes.io/managed-by': 'tokenwarden' } });
+    expect(dictionaryObjects(out)).toEqual([]);
   });
 });
 

@@ -17,7 +17,7 @@ import { silentLogger } from '../../../../src/controller/logger.ts';
 import { NAMESPACE_INDEX, namespaceIndexFunc, type Indexers } from '../../../../src/controller/store.ts';
 import { KubeClient } from '../../../../src/kube/client.ts';
 import { CLUSTER_ROLE_BINDINGS, NAMESPACES, ROLE_BINDINGS, SECRETS, SERVICE_ACCOUNT_CLIENTS, SERVICE_ACCOUNTS, TENANT_BINDINGS, TIERS, type KubeObject } from '../../../../src/kube/resources.ts';
-import { stripSecret } from '../../../../src/operator.ts';
+import { slimClient, stripSecret } from '../../../../src/operator.ts';
 import { recordedUses } from '../../../../src/policy/service-account-use.ts';
 import { CacheFreshness } from '../../../../src/reconcilers/cache-freshness.ts';
 import { UnusedAnchors } from '../../../../src/reconcilers/unused-anchors.ts';
@@ -103,7 +103,7 @@ export async function startInProcess(opts: { tierSelector: string; selector: str
   const caches: Caches = {
     tiers: new Informer<Tier>({ ...common, type: TIERS, labelSelector: opts.tierSelector }),
     bindings: new Informer<TenantBinding>({ ...common, type: TENANT_BINDINGS, labelSelector: opts.selector, indexers: { [INDEX.clientByNamespace]: namespaceIndexFunc } }),
-    clients: new Informer<Client>({ ...common, type: SERVICE_ACCOUNT_CLIENTS, labelSelector: opts.selector, indexers: clientIndexers }),
+    clients: new Informer<Client>({ ...common, type: SERVICE_ACCOUNT_CLIENTS, labelSelector: opts.selector, transform: slimClient, indexers: clientIndexers }),
     namespaces: new Informer<Namespace>({ ...common, type: NAMESPACES, labelSelector: MANAGED_SELECTOR }),
     serviceAccounts: new Informer<ServiceAccount>({ ...common, type: SERVICE_ACCOUNTS, labelSelector: MANAGED_SELECTOR, indexers: serviceAccountIndexers }),
     secrets: new Informer<CachedSecret>({ ...common, type: SECRETS, labelSelector: MANAGED_SELECTOR, transform: stripSecret, indexers: secretIndexers }),
