@@ -138,6 +138,10 @@ export class KubeAccess {
     // As client-go: one way to fill the Authorization header (exec/auth-provider keep client-node's rules).
     if (!this.delegated && methods.length > 1) throw new KubeconfigError(`${who}: more than one authentication method (${methods.join(', ')}); keep one`);
     if (isSet(u['as-user-extra'])) throw new KubeconfigError(`${who}: as-user-extra is not supported`);
+    // kubectl would send them in the clear; only to this machine is that not a leak.
+    if (url.protocol === 'http:' && methods.length > 0 && !isLoopback(url.hostname)) {
+      throw new KubeconfigError(`${where}: plain http:// would carry the credentials of ${who} unencrypted; use https:// (plain http to localhost only)`);
+    }
     this.staticHeaders = [];
     if (str(u.as)) this.staticHeaders.push(['Impersonate-User', str(u.as) as string]);
     if (str(u['as-uid'])) this.staticHeaders.push(['Impersonate-Uid', str(u['as-uid']) as string]);
@@ -415,4 +419,10 @@ function toBuffer(v: unknown): Buffer {
 function codeOf(err: unknown): string {
   const code = err && typeof err === 'object' ? (err as { code?: unknown }).code : undefined;
   return typeof code === 'string' ? code : 'unreadable';
+}
+
+/** localhost, 127.0.0.0/8 or ::1: a plain-http server there is on this machine (kubectl proxy, a test). */
+function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127(?:\.\d{1,3}){3}$/.test(host);
 }

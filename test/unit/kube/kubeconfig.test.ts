@@ -254,6 +254,20 @@ describe('errors never hold a secret', () => {
     expect(errorOf(() => loadKubeconfig({ file: noScheme }))).toBe(`cluster "s" in ${noScheme}: server must be an https:// (or http://) URL`);
   });
 
+  it('credentials for a plain-http server elsewhere than this machine: refused, naming no secret; localhost and anonymous allowed', async () => {
+    for (const user of [{ token: SECRET_TOKEN }, { username: 'u', password: SECRET_PASSWORD }]) {
+      const remote = write(single('h', { server: 'http://api.example:8080' }, user));
+      const msg = errorOf(() => loadKubeconfig({ file: remote }));
+      expect(msg).toBe(`cluster "h" in ${remote}: plain http:// would carry the credentials of user "h" in ${remote} unencrypted; use https:// (plain http to localhost only)`);
+      expect(msg).not.toContain(SECRET_TOKEN);
+      expect(msg).not.toContain(SECRET_PASSWORD);
+    }
+    for (const server of ['http://localhost:8001', 'http://127.0.0.1:8001', 'http://[::1]:8001']) {
+      expect(await headersOf(loadKubeconfig({ file: write(single('l', { server }, { token: 'local' })) })), server).toMatchObject({ Authorization: ['Bearer local'] });
+    }
+    expect(await headersOf(loadKubeconfig({ file: write(single('a', { server: 'http://api.example:8080' }, {})) }))).toEqual({});
+  });
+
   it('a token an HTTP header cannot carry, an empty token file, a certificate without its key: refused, naming no token', async () => {
     const broken = `${SECRET_TOKEN}\nsecond-line`;
     const inline = write(single('n', { server: 'https://n' }, { token: broken }));
