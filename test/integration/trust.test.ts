@@ -85,6 +85,9 @@ function restAs(kc: KubeConfig) {
     post: <T = KObject>(urlPath: string, body: unknown) => send<T>('POST', urlPath, body),
     patch: <T = KObject>(type: ResourceType, namespace: string | undefined, name: string, patch: unknown) =>
       send<T>('PATCH', resourcePath(type, namespace, name), patch, 'application/merge-patch+json'),
+    /** A deletecollection of the objects matching `labelSelector`. */
+    deleteAll: <T = KObject>(type: ResourceType, namespace: string, labelSelector: string) =>
+      send<T>('DELETE', `${resourcePath(type, namespace)}?labelSelector=${encodeURIComponent(labelSelector)}`),
   };
 }
 type Rest = ReturnType<typeof restAs>;
@@ -454,6 +457,20 @@ describe('the operator\'s own identity is fenced by admission', () => {
       'only in tier namespaces',
     );
     expect(await kube.tryGet(R.namespace, undefined, malloryNs).then((ns) => ns?.metadata.labels?.[TIER_LABEL])).toBeUndefined();
+  });
+
+  it('cannot bulk-delete a Secret that is not its own, even in a tier namespace, and the refusal names that Secret', async () => {
+    // RBAC lets it deletecollection Secrets (departures); admission judges each item, with an empty request.name.
+    const namespace = tierNamespace(op, free);
+    const probe = { 'tokenwarden-test/fence-probe': op.prefix };
+    await kube.create(R.secret, namespace, { type: 'Opaque', metadata: { name: 'not-tokenwardens', labels: probe }, data: {} });
+    onTestFinished(() => kube.remove(R.secret, namespace, 'not-tokenwardens').then(() => undefined));
+    expectRefused(
+      await asOperator.deleteAll(R.secret, namespace, `tokenwarden-test/fence-probe=${op.prefix}`),
+      fence,
+      `secret not-tokenwardens in namespace ${namespace}: the operator writes only Secrets of type tokenwarden.io/anchor or tokenwarden.io/token, not Opaque`,
+    );
+    expect(await kube.tryGet(R.secret, namespace, 'not-tokenwardens'), 'the Secret').not.toBeNull();
   });
 });
 
