@@ -26,7 +26,6 @@ import {
   startOperator,
   tierEvents,
   tierNamespace,
-  trackClusterObject,
   uniquePrefix,
   waitForClient,
   waitForClientReady,
@@ -34,12 +33,10 @@ import {
   waitForTokenToFail,
   type ClientToken,
   type OperatorProcess,
-  type ResourceType,
 } from '../support/operator.ts';
 import { countedIdentity, countedRequests } from '../support/writes.ts';
+import { createRefusalPolicy, removeRefusalPolicy } from './support/refusal-policy.ts';
 
-const VAP: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicies', namespaced: false };
-const VAP_BINDING: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicybindings', namespaced: false };
 
 const prefix = uniquePrefix('depart');
 const MOVERS = ['m1', 'm2', 'm3', 'm4', 'm5'];
@@ -72,8 +69,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const name of policies) {
-    await kube.remove(VAP_BINDING, undefined, name).catch(() => undefined);
-    await kube.remove(VAP, undefined, name).catch(() => undefined);
+    await removeRefusalPolicy(name);
   }
 });
 
@@ -93,25 +89,8 @@ async function allFail(tokens: Map<string, ClientToken>, since: number, timeoutM
 /** A policy refusing every deletecollection of Secrets in `namespace`. */
 async function refuseDeleteCollections(namespace: string, message: string): Promise<void> {
   const name = `${prefix}-refuse-deletecollection`;
-  await kube.create(VAP, undefined, {
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'ValidatingAdmissionPolicy',
-    metadata: { name },
-    spec: {
-      failurePolicy: 'Fail',
-      matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['DELETE'], resources: ['secrets'] }] },
-      // A deletecollection's items come to admission without a name.
-      validations: [{ expression: "has(request.name) && request.name != ''", message, reason: 'Forbidden' }],
-    },
-  });
-  trackClusterObject(VAP, name);
-  await kube.create(VAP_BINDING, undefined, {
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'ValidatingAdmissionPolicyBinding',
-    metadata: { name },
-    spec: { policyName: name, validationActions: ['Deny'], matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } } },
-  });
-  trackClusterObject(VAP_BINDING, name);
+  // A deletecollection's items come to admission without a name.
+  await createRefusalPolicy({ name, namespace, operation: 'DELETE', resource: 'secrets', allowIf: "has(request.name) && request.name != ''", message });
   policies.push(name);
   // In effect once the admin's own deletecollection of a probe Secret there is refused (policies are
   // compiled asynchronously after the create).

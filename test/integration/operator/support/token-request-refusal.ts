@@ -7,11 +7,10 @@
  * in kube-apiserver's apiserver_flowcontrol_dispatched_requests_total.
  */
 import { waitFor } from '../../support/cluster.ts';
-import { R, kube, request, resourcePath, trackClusterObject, type ResourceType } from '../../support/operator.ts';
+import { R, kube, request, resourcePath } from '../../support/operator.ts';
+import { createRefusalPolicy, removeRefusalPolicy } from './refusal-policy.ts';
 import { countedIdentity, countedRequests, type CountedIdentity } from '../../support/writes.ts';
 
-const VAP: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicies', namespaced: false };
-const VAP_BINDING: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicybindings', namespaced: false };
 
 export interface TokenRequestCounter {
   identity: CountedIdentity;
@@ -49,30 +48,7 @@ export function tokenRequestRefusals(prefix: string) {
     /** A policy refusing every TokenRequest in `namespace`, in effect when this returns. Returns its name. */
     async refuse(namespace: string, message: string): Promise<string> {
       const name = `${prefix}-refuse-${made++}`;
-      await kube.create(VAP, undefined, {
-        apiVersion: 'admissionregistration.k8s.io/v1',
-        kind: 'ValidatingAdmissionPolicy',
-        metadata: { name },
-        spec: {
-          failurePolicy: 'Fail',
-          matchConstraints: {
-            resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['serviceaccounts/token'] }],
-          },
-          validations: [{ expression: 'false', message, reason: 'Forbidden' }],
-        },
-      });
-      trackClusterObject(VAP, name);
-      await kube.create(VAP_BINDING, undefined, {
-        apiVersion: 'admissionregistration.k8s.io/v1',
-        kind: 'ValidatingAdmissionPolicyBinding',
-        metadata: { name },
-        spec: {
-          policyName: name,
-          validationActions: ['Deny'],
-          matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } },
-        },
-      });
-      trackClusterObject(VAP_BINDING, name);
+      await createRefusalPolicy({ name, namespace, operation: 'CREATE', resource: 'serviceaccounts/token', allowIf: 'false', message });
       active.set(name, namespace);
       // In effect once the admin's own TokenRequest in that namespace is refused (the policy is
       // compiled asynchronously after the create).
@@ -86,8 +62,7 @@ export function tokenRequestRefusals(prefix: string) {
     /** Removes the policy; with `settled`, returns once the admin's own TokenRequest there passes again. */
     async allow(name: string, opts: { settled?: boolean } = {}): Promise<void> {
       const namespace = active.get(name);
-      await kube.remove(VAP_BINDING, undefined, name);
-      await kube.remove(VAP, undefined, name);
+      await removeRefusalPolicy(name);
       active.delete(name);
       if (opts.settled && namespace !== undefined) {
         await waitFor(async () => ((await probe(namespace)) === undefined ? true : undefined), {
@@ -100,8 +75,7 @@ export function tokenRequestRefusals(prefix: string) {
 
     async allowAll(): Promise<void> {
       for (const name of [...active.keys()]) {
-        await kube.remove(VAP_BINDING, undefined, name).catch(() => undefined);
-        await kube.remove(VAP, undefined, name).catch(() => undefined);
+        await removeRefusalPolicy(name);
         active.delete(name);
       }
     },
