@@ -53,7 +53,7 @@ interface Results {
   quick: boolean;
   machine: { cpuModel: string; cores: number; memoryGiB: number; os: string; node: string };
   git: { commit: string; dirtySrc: boolean };
-  options: { workers: number; applyConcurrency: number; steadyMs: number; rotationMs: number; logLevel: string; operatorRoot: string; shape?: string; refusalMs?: number; memoryLimitBytes?: number; nodeOptions?: string };
+  options: { workers: number; applyConcurrency: number; steadyMs: number; rotationMs: number; logLevel: string; operatorRoot: string; shape?: string; refusalMs?: number; memoryLimitBytes?: number; nodeOptions?: string; mallocArenaMax?: string };
   kubernetes?: string;
   etcd?: string;
   runs: Run[];
@@ -189,7 +189,7 @@ function section(label: string, byN: Map<number, { run: Run; file: Results }>): 
   out.push('');
   const limit = files.find((f) => f.options.memoryLimitBytes)?.options;
   if (runs.some((r) => r.memory)) {
-    out.push(`### Memory per phase${limit?.memoryLimitBytes ? `, inside a ${mib(limit.memoryLimitBytes)} MiB memory cgroup (NODE_OPTIONS ${limit.nodeOptions ? `\`${limit.nodeOptions}\`` : 'unset'})` : ', no memory limit'}`);
+    out.push(`### Memory per phase${limit?.memoryLimitBytes ? `, inside a ${mib(limit.memoryLimitBytes)} MiB memory cgroup (NODE_OPTIONS ${limit.nodeOptions ? `\`${limit.nodeOptions}\`` : 'unset'}${limit.mallocArenaMax ? `, MALLOC_ARENA_MAX=${limit.mallocArenaMax}` : ''})` : ', no memory limit'}`);
     out.push('');
     out.push('cgroup peak: memory.max_usage_in_bytes (anonymous memory and page cache, what the limit is checked against); anon: the highest anonymous memory sampled; RSS counts shared file pages the cgroup does not (the node binary). Heap and external: the operator\'s /metrics, sampled each second.');
     out.push('');

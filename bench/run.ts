@@ -16,7 +16,7 @@
  *             (bench/lib/phases/failure.ts);
  *   rotation  tiers switched to 10m tokens renewed after 30s: the switch-over burst, then rotations per
  *             second sustained over a window, and how late each token was replaced after its renewAt;
- *   memory    per phase, the operator inside a memory cgroup with the Deployment's limit and heap flags
+ *   memory    per phase, the operator inside a memory cgroup with the Deployment's limit, heap flags and MALLOC_ARENA_MAX
  *             (--memory-limit, --node-options): the cgroup's peak, peak RSS, V8 heap used/total and
  *             external memory; an OOM kill fails the run (exit code 3). Also peak RSS (VmHWM) overall.
  * Writes bench/results/<timestamp>.json after every phase and regenerates docs/benchmarks.md.
@@ -125,10 +125,10 @@ if (!SHAPES.includes(options.shape)) throw new Error(`--shape: unknown shape ${o
  * At another --memory-limit, the Deployment's --max-old-space-size is scaled by the same ratio;
  * --memory-limit=none runs it unconstrained and without heap flags (how the bench ran before).
  */
-function memoryOptions(): { memoryLimitBytes: number | undefined; nodeOptions: string | undefined } {
+function memoryOptions(): { memoryLimitBytes: number | undefined; nodeOptions: string | undefined; mallocArenaMax: string | undefined } {
   const dep = deploymentMemory(path.join(repoRoot, 'manifests/deployment.yaml'));
   const text = flags['memory-limit'];
-  if (text === 'none') return { memoryLimitBytes: undefined, nodeOptions: flags['node-options'] };
+  if (text === 'none') return { memoryLimitBytes: undefined, nodeOptions: flags['node-options'], mallocArenaMax: undefined };
   const limit = text ? parseQuantity(text) : dep.limitBytes;
   if (limit === undefined) throw new Error('--memory-limit: the Deployment sets no memory limit; give one, or none');
   let nodeOptions = flags['node-options'] ?? dep.nodeOptions;
@@ -136,7 +136,7 @@ function memoryOptions(): { memoryLimitBytes: number | undefined; nodeOptions: s
   if (flags['node-options'] === undefined && oldSpace !== undefined && dep.limitBytes && limit !== dep.limitBytes) {
     nodeOptions = (dep.nodeOptions ?? '').replace(/--max-old-space-size[= ]\d+/, `--max-old-space-size=${Math.floor((oldSpace * limit) / dep.limitBytes)}`);
   }
-  return { memoryLimitBytes: limit, nodeOptions };
+  return { memoryLimitBytes: limit, nodeOptions, mallocArenaMax: dep.mallocArenaMax };
 }
 for (const n of options.sizes) if (!Number.isInteger(n) || n <= 0 || n % 20 !== 0) throw new Error(`--sizes: ${n} is not a positive multiple of 20`);
 for (const p of options.phases) if (!PHASES.includes(p)) throw new Error(`--phases: unknown phase ${p}`);
@@ -297,14 +297,14 @@ async function runSize(n: number): Promise<SizeResult> {
   let op: OperatorProcess | undefined;
   const peakRss: number[] = [];
   const cgroup = options.memoryLimitBytes === undefined ? undefined : MemoryCgroup.create(`tokenwarden-bench-${process.pid}-n${n}`, options.memoryLimitBytes);
-  if (cgroup) log(`N=${n}: operator in memory cgroup ${cgroup.dir}, limit ${mib(cgroup.limitBytes)} MiB, NODE_OPTIONS=${options.nodeOptions ?? ''}`);
+  if (cgroup) log(`N=${n}: operator in memory cgroup ${cgroup.dir}, limit ${mib(cgroup.limitBytes)} MiB, NODE_OPTIONS=${options.nodeOptions ?? ''}${options.mallocArenaMax ? `, MALLOC_ARENA_MAX=${options.mallocArenaMax}` : ''}`);
   const sampler = new MemorySampler(
     () => (op?.running() ? op.pid : 0),
     async () => (op?.running() ? await op.metrics() : undefined),
     cgroup,
   );
   sampler.onOom = (r) => log(`N=${n}: !!! OOM KILL: the kernel killed the operator at the ${mib(cgroup?.limitBytes ?? 0)} MiB limit (oom_kill ${r.oomKills})`);
-  const memoryOf = { cgroup, nodeOptions: options.nodeOptions };
+  const memoryOf = { cgroup, nodeOptions: options.nodeOptions, mallocArenaMax: options.mallocArenaMax };
   const meter = new CpuMeter(() => ({
     operator: op?.running() ? op.pid : 0,
     apiserver: bc.cp.pids['kube-apiserver'],

@@ -28,6 +28,8 @@ export interface DeploymentMemory {
   limitBytes: number | undefined;
   /** The container's NODE_OPTIONS env value, if it sets one. */
   nodeOptions: string | undefined;
+  /** The container's MALLOC_ARENA_MAX env value (glibc's malloc arenas), if it sets one. */
+  mallocArenaMax: string | undefined;
 }
 
 export function deploymentMemory(manifestPath: string): DeploymentMemory {
@@ -43,6 +45,7 @@ export function deploymentMemory(manifestPath: string): DeploymentMemory {
     requestBytes: req ? parseQuantity(req) : undefined,
     limitBytes: lim ? parseQuantity(lim) : undefined,
     nodeOptions: c.env?.find((e) => e.name === 'NODE_OPTIONS')?.value,
+    mallocArenaMax: c.env?.find((e) => e.name === 'MALLOC_ARENA_MAX')?.value,
   };
 }
 

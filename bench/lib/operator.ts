@@ -25,6 +25,8 @@ export interface OperatorOptions {
   nodeArgs?: string[];
   /** NODE_OPTIONS for the operator (the Deployment's heap flags); unset when undefined. */
   nodeOptions?: string;
+  /** MALLOC_ARENA_MAX for the operator (the Deployment's); unset when undefined. */
+  mallocArenaMax?: string;
   /** Run inside this memory cgroup from the first instruction, as in a pod with a memory limit. */
   cgroup?: MemoryCgroup;
 }
@@ -93,6 +95,8 @@ export class OperatorProcess {
       const env: NodeJS.ProcessEnv = { ...process.env };
       delete env.NODE_OPTIONS;
       if (opts.nodeOptions) env.NODE_OPTIONS = opts.nodeOptions;
+      delete env.MALLOC_ARENA_MAX;
+      if (opts.mallocArenaMax) env.MALLOC_ARENA_MAX = opts.mallocArenaMax;
       const cmd = opts.cgroup ? opts.cgroup.wrap(process.execPath, args) : { command: process.execPath, args };
       child = spawn(cmd.command, cmd.args, { cwd: opts.root, stdio: ['ignore', fd, fd], env });
     } finally {
