@@ -9,7 +9,6 @@
  * and `request` labels its client the same way so this file's operator manages it.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
@@ -33,7 +32,7 @@ import {
   waitForTierReady,
   type OperatorProcess,
 } from '../support/operator.ts';
-import { JWT_PATTERN, buildPlugin, pathWith, runExecutable, type RunResult } from './support.ts';
+import { JWT_PATTERN, buildPlugin, pathWith, runExecutable, tempDir, type RunResult } from './support.ts';
 
 const ALICE = 'alice@example.com';
 const BOB = 'bob@example.com';
@@ -300,7 +299,7 @@ describe('the executable itself (Done when 4)', () => {
   it('--kubeconfig, KUBECONFIG, --context and -n behave as in kubectl', async () => {
     // A kubeconfig whose current context is mallory's, with the test namespace as its namespace.
     const raw = fs.readFileSync(kubeconfigPath(), 'utf8');
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenwarden-plugin-kc-'));
+    const dir = tempDir('tokenwarden-plugin-kc-');
     const yaml = await import('yaml');
     const doc = yaml.parse(raw) as { 'current-context': string; contexts: { name: string; context: { namespace?: string } }[] };
     doc['current-context'] = MALLORY;

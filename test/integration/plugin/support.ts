@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const PLUGIN = path.join(repoRoot, 'bin', 'kubectl-tokenwarden');
@@ -49,12 +50,23 @@ export interface RunResult {
 
 /** A folder for PATH holding only the given executables (as symlinks): no node, no shell tools. */
 export function pathWith(files: Record<string, string>): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenwarden-plugin-path-'));
+  const dir = tempDir('tokenwarden-plugin-path-');
   for (const [name, target] of Object.entries(files)) fs.symlinkSync(target, path.join(dir, name));
   return dir;
 }
 
-const EMPTY_PATH = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenwarden-plugin-nopath-'));
+/** The temp folders made for this test file, removed after it. */
+const tempDirs: string[] = [];
+afterAll(() => tempDirs.splice(0).forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+
+/** A new temp folder, removed after the test file. */
+export function tempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
+const EMPTY_PATH = tempDir('tokenwarden-plugin-nopath-');
 
 /**
  * Runs `executable args` with a minimal environment: PATH with no Node on it (an empty folder unless
