@@ -85,10 +85,10 @@ const isOwnKey = (key: string): boolean => /^(?:[a-z0-9-]+\.)*tokenwarden\.io\//
  * GitOps tools and teams (Argo CD's tracking id, Helm's, owners, tickets) cost as much as the rest.
  */
 export function slimClient(client: ServiceAccountClient): ServiceAccountClient {
-  const slim = slimMetadata(client);
-  const { labels, annotations, ...meta } = slim.metadata;
+  // One copy: the last-applied annotation is not an own key, and managedFields is left out here.
+  const { labels, annotations, managedFields: _managedFields, ...meta } = client.metadata as ServiceAccountClient['metadata'] & { managedFields?: unknown };
   const own = { labels: pickKeys(labels, isOwnKey), annotations: pickKeys(annotations, isOwnKey) };
-  return { ...slim, metadata: { ...meta, ...(own.labels && { labels: own.labels }), ...(own.annotations && { annotations: own.annotations }) } };
+  return { ...client, metadata: { ...meta, ...(own.labels && { labels: own.labels }), ...(own.annotations && { annotations: own.annotations }) } };
 }
 
 /** How long client counts of Tiers and TenantBindings, and the Tier sweep, wait to be coalesced. */
