@@ -206,12 +206,14 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
 
   on(caches.tiers, (tier, old, deleted) => {
     // As for TenantBindings below: the echo of its own status write waits for the count's coalescing.
-    if (deleted || old === undefined || specChanged(old, tier)) tiers.enqueue(tier.metadata.name);
-    else tiers.enqueueAfter(tier.metadata.name, COUNT_COALESCE_MS);
-    if (deleted || old === undefined || specChanged(old, tier)) quotaInputsChanged(caches);
-    if (deleted) enqueueClientsOfTierChange(tier.metadata.name, tier, undefined);
-    else if (old === undefined || specChanged(old, tier)) enqueueClientsOfTierChange(tier.metadata.name, old, tier);
-    if (deleted || old === undefined || specChanged(old, tier)) enqueueDepartures();
+    if (deleted || old === undefined || specChanged(old, tier)) {
+      tiers.enqueue(tier.metadata.name);
+      quotaInputsChanged(caches);
+      enqueueClientsOfTierChange(tier.metadata.name, deleted ? tier : old, deleted ? undefined : tier);
+      enqueueDepartures();
+    } else {
+      tiers.enqueueAfter(tier.metadata.name, COUNT_COALESCE_MS);
+    }
     // A TenantBinding's Ready says whether its tier exists: it changes when the tier is added or
     // deleted (old is undefined for both) or starts deleting.
     if (old === undefined || old.metadata?.deletionTimestamp !== tier.metadata?.deletionTimestamp) {
@@ -222,12 +224,13 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     // A change of its status (or metadata) alone, mostly the echo of the operator's own count, is
     // looked at within the count's coalescing period, not at once: during a burst of clients an
     // immediate reconcile per echo would write the count again after every write, once per round trip.
-    if (old === undefined || specChanged(old, binding)) bindings.enqueue(clientKey(binding));
-    else bindings.enqueueAfter(clientKey(binding), COUNT_COALESCE_MS);
     if (old === undefined || specChanged(old, binding)) {
+      bindings.enqueue(clientKey(binding));
       quotaInputsChanged(caches, binding.metadata.namespace as string);
       enqueueNamespaceClients(binding.metadata.namespace);
       enqueueDepartures();
+    } else {
+      bindings.enqueueAfter(clientKey(binding), COUNT_COALESCE_MS);
     }
   });
   on(caches.clients, (client, old, deleted) => {
