@@ -10,6 +10,7 @@ import {
   resourceType,
   type KubeObject,
 } from '../kube/resources.ts';
+import { quote } from '../policy/text.ts';
 import { readTokenClaims } from '../policy/token-claims.ts';
 import { TOKEN_KEY } from '../reconcilers/labels.ts';
 import { CliError } from './args.ts';
@@ -20,6 +21,13 @@ export const TOKEN_REVIEWS = resourceType('authentication.k8s.io', 'v1', 'tokenr
 export const CRDS = resourceType('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', 'CustomResourceDefinition', false);
 export const VAPS = resourceType('admissionregistration.k8s.io', 'v1', 'validatingadmissionpolicies', 'ValidatingAdmissionPolicy', false);
 export const VAP_BINDINGS = resourceType('admissionregistration.k8s.io', 'v1', 'validatingadmissionpolicybindings', 'ValidatingAdmissionPolicyBinding', false);
+
+/**
+ * The reportingController of the operator's Events: REPORTING_CONTROLLER of src/controller/events.ts,
+ * repeated here because that module brings the operator's logger into the plugin
+ * (test/unit/cli.test.ts checks the two agree).
+ */
+export const OPERATOR_REPORTING_CONTROLLER = 'tokenwarden.io/operator';
 
 /** The annotation `renew` sets: the operator issues a new token when it is newer than the newest token. */
 export const RENEW_REQUESTED_AT_ANNOTATION = 'tokenwarden.io/renew-requested-at';
@@ -183,12 +191,13 @@ export function hintFor(client: Client): string | undefined {
   const ready = condition(client, 'Ready');
   if (ready?.status === 'True') return undefined;
   const name = client.metadata.name;
-  const tier = client.spec.tierRef?.name;
+  // Quoted and escaped: spec.tierRef.name of a client admitted before the CRD's pattern may hold anything.
+  const tier = quote(client.spec.tierRef?.name ?? '');
   switch (ready?.reason) {
     case 'TierNotAllowed':
-      return `the subject does not qualify for tier "${tier}" here: ask a tenant admin for a TenantBinding granting it in ${client.metadata.namespace}, or remove spec.tierRef to get the tier you qualify for (kubectl tokenwarden whoami shows it)`;
+      return `the subject does not qualify for tier ${tier} here: ask a tenant admin for a TenantBinding granting it in ${client.metadata.namespace}, or remove spec.tierRef to get the tier you qualify for (kubectl tokenwarden whoami shows it)`;
     case 'TierNotFound':
-      return `tier "${tier}" does not exist: check the name (kubectl get tiers) or remove spec.tierRef`;
+      return `tier ${tier} does not exist: check the name (kubectl get tiers) or remove spec.tierRef`;
     case 'NoMatchingTier':
       return 'no tier matches the subject and there is no default tier: ask a platform admin for a TenantBinding, a Tier with one of your groups, or a default Tier';
     case 'QuotaExceeded':
@@ -205,7 +214,7 @@ export function hintFor(client: Client): string | undefined {
         client.status?.failedAttempts ? ` (${client.status.failedAttempts} failed attempt(s) so far)` : ''
       }; check the operator's RBAC, admission policies and API server load`;
     case 'SecretConflict':
-      return `Secret "${client.spec.secretName ?? `${name}-token`}" belongs to something else: delete or rename that Secret, or set spec.secretName`;
+      return `Secret ${quote(client.spec.secretName ?? `${name}-token`)} belongs to something else: delete or rename that Secret, or set spec.secretName`;
     case 'SecretInvalid':
       return 'the Secret at spec.secretName cannot hold the token: see the message, then delete that Secret or set spec.secretName';
     case 'InvalidSpec':

@@ -3,6 +3,7 @@
  * into one line (src/cli/main.ts wires it to the process).
  */
 import { KubeApiError } from '../kube/errors.ts';
+import { escapeControls, escapeLines } from '../policy/text.ts';
 import { CliError, GLOBAL_FLAGS, bool, parseArgs, type FlagSpec } from './args.ts';
 import type { Command, Env, Io } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
@@ -63,7 +64,23 @@ function findCommand(argv: readonly string[]): { command: Command; rest: string[
   return { unknown: word(0) };
 }
 
-export async function run(argv: readonly string[], io: Io, processEnv: NodeJS.ProcessEnv = process.env): Promise<number> {
+/**
+ * Every line any command prints goes through escapeLines (src/policy/text.ts): whatever a tenant
+ * wrote (names, subjects, messages, Event notes) reaches the terminal with its control characters
+ * escaped. Printers also escape each tenant field themselves, so a newline in one cannot start a
+ * line of its own; this is the net under them.
+ */
+function inert(io: Io): Io {
+  const confirm = io.confirm;
+  return {
+    out: (line = '') => io.out(escapeLines(line)),
+    err: (line) => io.err(escapeLines(line)),
+    confirm: confirm && ((question) => confirm(escapeLines(question))),
+  };
+}
+
+export async function run(argv: readonly string[], rawIo: Io, processEnv: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const io = inert(rawIo);
   try {
     const found = findCommand(argv);
     if ('unknown' in found) {
@@ -87,7 +104,7 @@ export async function run(argv: readonly string[], io: Io, processEnv: NodeJS.Pr
       await cli?.client.close();
     }
   } catch (err) {
-    io.err(`error: ${describe(err)}`);
+    io.err(`error: ${escapeControls(describe(err))}`);
     return err instanceof CliError ? err.exitCode : 1;
   }
 }

@@ -3,6 +3,8 @@
  * reconciler can compare what it read with what it would write and skip no-op status writes.
  */
 
+import { escapeControls } from '../policy/text.ts';
+
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 /** metav1.Condition (structurally the same as the API package's Condition). */
@@ -46,7 +48,9 @@ export function setCondition(
     observedGeneration,
     lastTransitionTime: existing && existing.status === update.status ? existing.lastTransitionTime : formatTime(now),
     reason: update.reason,
-    message: update.message ?? '',
+    // Messages quote tenant text and API server errors that echo it (a label, a subject): whatever
+    // their source, they reach terminals through `kubectl get -o wide` and describe inert.
+    message: escapeControls(update.message ?? ''),
   };
   if (observedGeneration === undefined) delete next.observedGeneration;
   if (!existing) return [...list.map(copy), next];

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { KubeClient } from '../kube/client.ts';
 import { errorMessage, isNotFound } from '../kube/errors.ts';
 import { EVENTS, type KubeObject } from '../kube/resources.ts';
+import { escapeControls } from '../policy/text.ts';
 import { silentLogger, type Logger } from './logger.ts';
 
 export type EventType = 'Normal' | 'Warning';
@@ -119,7 +120,7 @@ export function buildEvent(
     action: (input.action ?? input.reason).slice(0, SHORT_FIELD_MAX),
     reason,
     regarding: referenceTo(regarding),
-    note: truncateUtf8(input.note, NOTE_MAX_BYTES),
+    note: truncateUtf8(escapeControls(input.note), NOTE_MAX_BYTES),
     type: input.type,
   };
   if (input.related) ev.related = referenceTo(input.related);
@@ -266,7 +267,8 @@ export class EventRecorder {
       return Promise.resolve();
     }
     this.pending++;
-    const note = truncateUtf8(input.note, NOTE_MAX_BYTES);
+    // Escaped before it is cut: a note may quote tenant text or an API server error echoing it.
+    const note = truncateUtf8(escapeControls(input.note), NOTE_MAX_BYTES);
     const key = seriesKey(regarding, input.reason, note);
     const previous = this.inFlight.get(key) ?? Promise.resolve();
     const current = previous.then(() => this.write(key, regarding, { ...input, note }));

@@ -1,4 +1,5 @@
 import type { ClientSubject, TenantBinding, Tier } from '../api/index.ts';
+import { quote } from './text.ts';
 
 /** Why a client got its tier, as shown in status.tierReason. */
 export type TierSource = 'Requested' | 'Default' | `TenantBinding/${string}` | `Tier/${string}`;
@@ -16,6 +17,12 @@ export interface ResolutionInput {
   bindings: readonly TenantBinding[];
   /** Bindings whose quota this client does not fit in: their grant is passed over. */
   excludedBindings?: ReadonlySet<string>;
+  /**
+   * Tiers this client may hold only through a TenantBinding: those of bindings with maxClients that
+   * name the subject and whose places are taken. Neither the tier's groups nor its being the
+   * default grant it then, so a quota counts every client of its subjects that holds its tier.
+   */
+  bindingOnlyTiers?: ReadonlySet<string>;
 }
 
 interface Grant {
@@ -39,6 +46,7 @@ function grants(input: ResolutionInput): Grant[] {
     if (tier !== undefined && bindingMatches(binding, input.subject)) result.push({ tier, binding });
   }
   for (const tier of input.tiers) {
+    if (input.bindingOnlyTiers?.has(tier.metadata.name)) continue;
     if (tier.spec.groups.some((group) => input.subject.groups.includes(group))) result.push({ tier });
   }
   return result;
@@ -64,23 +72,24 @@ function byRank(a: Tier, b: Tier): number {
  */
 export function resolveTier(input: ResolutionInput): Resolution {
   const all = grants(input);
-  const fallback = defaultTier(input.tiers);
+  const candidateDefault = defaultTier(input.tiers);
+  const fallback = candidateDefault && !input.bindingOnlyTiers?.has(candidateDefault.metadata.name) ? candidateDefault : undefined;
   if (input.requestedTier !== undefined) {
     const requested = input.requestedTier;
     if (!input.tiers.some((tier) => tier.metadata.name === requested)) {
-      return { resolved: false, reason: 'TierNotFound', message: `requested tier "${requested}" does not exist` };
+      return { resolved: false, reason: 'TierNotFound', message: `requested tier ${quote(requested)} does not exist` };
     }
     const grant = all.find((g) => g.tier.metadata.name === requested);
     if (grant !== undefined) {
-      return { resolved: true, tier: grant.tier, source: 'Requested', ...(grant.binding ? { binding: grant.binding } : {}), message: `requested tier "${requested}" granted by ${sourceOf(grant)}` };
+      return { resolved: true, tier: grant.tier, source: 'Requested', ...(grant.binding ? { binding: grant.binding } : {}), message: `requested tier ${quote(requested)} granted by ${sourceOf(grant)}` };
     }
     if (fallback?.metadata.name === requested) {
-      return { resolved: true, tier: fallback, source: 'Requested', message: `requested tier "${requested}" is the default tier` };
+      return { resolved: true, tier: fallback, source: 'Requested', message: `requested tier ${quote(requested)} is the default tier` };
     }
     return {
       resolved: false,
       reason: 'TierNotAllowed',
-      message: `user "${input.subject.user}" does not qualify for requested tier "${requested}": no TenantBinding in this namespace and none of its groups grant it`,
+      message: `user ${quote(input.subject.user)} does not qualify for requested tier ${quote(requested)}: no TenantBinding in this namespace and none of its groups grant it`,
     };
   }
   const best = [...all].sort((a, b) => byRank(a.tier, b.tier) || Number(Boolean(b.binding)) - Number(Boolean(a.binding)))[0];
@@ -93,6 +102,6 @@ export function resolveTier(input: ResolutionInput): Resolution {
   return {
     resolved: false,
     reason: 'NoMatchingTier',
-    message: `no tier matches user "${input.subject.user}" or its groups, and there is no default tier`,
+    message: `no tier matches user ${quote(input.subject.user)} or its groups, and there is no default tier`,
   };
 }

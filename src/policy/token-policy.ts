@@ -1,5 +1,6 @@
 import type { ClientTokenRequest, TenantBinding, Tier } from '../api/index.ts';
 import { formatDuration, parseDuration, parseRenewBefore } from './duration.ts';
+import { quote } from './text.ts';
 
 /** What a client's tokens look like once the tier, the tenant and the client have had their say. */
 export interface EffectiveTokenPolicy {
@@ -33,7 +34,7 @@ export function effectiveTokenPolicy(
     return {
       ok: false,
       reason: 'AudienceNotAllowed',
-      message: `audiences ${outside.map((a) => `"${a}"`).join(', ')} are not among tier "${tier.metadata.name}"'s audiences [${tierAudiences.join(', ')}]`,
+      message: `audiences ${outside.map(quote).join(', ')} are not among tier "${tier.metadata.name}"'s audiences [${tierAudiences.join(', ')}]`,
     };
   }
   const audiences = [...(asked.length > 0 ? asked : tierAudiences)].sort();

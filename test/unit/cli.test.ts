@@ -8,7 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CliError, parseArgs, parseDurationFlag, str, strs, bool } from '../../src/cli/args.ts';
-import { hintFor, humanDuration, type Client } from '../../src/cli/common.ts';
+import { hintFor, humanDuration, OPERATOR_REPORTING_CONTROLLER, type Client } from '../../src/cli/common.ts';
+import { eventLine } from '../../src/cli/commands/status.ts';
+import { REPORTING_CONTROLLER } from '../../src/controller/events.ts';
 import { connect } from '../../src/cli/context.ts';
 import { describe as describeError, run } from '../../src/cli/run.ts';
 import { KubeApiError } from '../../src/kube/errors.ts';
@@ -150,5 +152,27 @@ describe('hints for a client that is not Ready', () => {
 
   it('durations for people', () => {
     expect([45_000, 90_000, 3_600_000, 5_400_000, 3 * 86_400_000].map(humanDuration)).toEqual(['45s', '1m30s', '1h', '1h30m', '3d']);
+  });
+});
+
+describe('untrusted text on the terminal', () => {
+  it('the Events status trusts name the operator\'s reporting controller', () => {
+    expect(OPERATOR_REPORTING_CONTROLLER).toBe(REPORTING_CONTROLLER);
+  });
+
+  it('an Event not reported by tokenwarden is marked ahead of its reason, and its note is escaped', () => {
+    const forged = eventLine({ type: 'Normal', reason: 'Issued', note: 'token issued\u001b[2K\r\u001b[32mall good\u202e', reportingController: 'mallory.example.com/x', eventTime: '2026-01-01T00:00:00.000000Z' }, Date.parse('2026-01-01T00:01:00Z'));
+    expect(forged).toBe('2026-01-01T00:00:00Z (1m ago)  [not from tokenwarden: reported by "mallory.example.com/x"] Normal  Issued       token issued\\u001b[2K\\r\\u001b[32mall good\\u202e');
+    expect(eventLine({ type: 'Warning', reason: 'Issued', note: 'x', eventTime: '2026-01-01T00:00:00.000000Z' })).toContain('[not from tokenwarden: reported by nobody named] Warning');
+    const ours = eventLine({ type: 'Normal', reason: 'Issued', note: 'token issued', reportingController: REPORTING_CONTROLLER, eventTime: '2026-01-01T00:00:00.000000Z' });
+    expect(ours).not.toContain('not from tokenwarden');
+  });
+
+  it('every line a command prints, and every error, goes out with its control characters escaped', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    // An unknown command echoes what was typed: the error path is escaped too.
+    expect(await run(['\u001b]0;owned\u0007'], { out: (l = '') => void out.push(l), err: (l) => void err.push(l) }, {})).toBe(1);
+    expect(err).toEqual(['error: unknown command "\\u001b]0;owned\\u0007"; kubectl tokenwarden --help lists them']);
   });
 });

@@ -12,7 +12,7 @@ import type { Cli } from '../context.ts';
 import { CRDS, VAPS, VAP_BINDINGS, humanDuration, poll } from '../common.ts';
 
 const CRD_NAMES = ['tiers.tokenwarden.io', 'tenantbindings.tokenwarden.io', 'serviceaccountclients.tokenwarden.io'];
-const POLICIES = ['tokenwarden-client-subject', 'tokenwarden-tenantbinding-bind', 'tokenwarden-tier-namespace-no-pods'];
+const POLICIES = ['tokenwarden-client-subject', 'tokenwarden-tenantbinding-bind', 'tokenwarden-tier-namespace-no-pods', 'tokenwarden-operator-events'];
 
 interface Check {
   what: string;

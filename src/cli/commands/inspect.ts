@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { KubeApiError } from '../../kube/errors.ts';
 import { SECRETS, type KubeObject } from '../../kube/resources.ts';
 import { TOKEN_KEY } from '../../reconcilers/labels.ts';
+import { escapeControls as e } from '../../policy/text.ts';
 import { CliError, bool, str, strs, type Parsed } from '../args.ts';
 import type { Command, Env } from '../command.ts';
 import { TOKEN_REVIEWS, when } from '../common.ts';
@@ -114,18 +115,18 @@ export const inspectSecret: Command = {
       }, null, 2));
       return review && review.authenticated !== true ? 2 : 0;
     }
-    env.out(`Secret:          ${cli.namespace}/${name} (${secret.type ?? 'Opaque'})`);
-    if (tokenwarden.client) env.out(`Client:          ${tokenwarden.client}, tier ${tokenwarden.tier ?? '-'}`);
-    env.out(`Subject:         ${claims.sub ?? '-'}`);
-    env.out(`ServiceAccount:  ${k8s?.namespace ?? '-'}/${k8s?.serviceaccount?.name ?? '-'} (uid ${k8s?.serviceaccount?.uid ?? '-'})`);
-    env.out(`Audiences:       ${audiences.join(', ') || '-'}`);
-    env.out(`Issuer:          ${claims.iss ?? '-'}`);
-    env.out(`Issued:          ${time(claims.iat, now)}`);
-    env.out(`Expires:         ${time(claims.exp, now)}`);
-    env.out(`Bound to:        ${k8s?.secret ? `Secret ${k8s.namespace}/${k8s.secret.name} (the anchor: deleting it revokes this token)` : '-'}`);
-    if (claims.jti) env.out(`Token ID:        ${claims.jti}`);
+    env.out(`Secret:          ${e(`${cli.namespace}/${name} (${secret.type ?? 'Opaque'})`)}`);
+    if (tokenwarden.client) env.out(`Client:          ${e(`${tokenwarden.client}, tier ${tokenwarden.tier ?? '-'}`)}`);
+    env.out(`Subject:         ${e(`${claims.sub ?? '-'}`)}`);
+    env.out(`ServiceAccount:  ${e(`${k8s?.namespace ?? '-'}/${k8s?.serviceaccount?.name ?? '-'} (uid ${k8s?.serviceaccount?.uid ?? '-'})`)}`);
+    env.out(`Audiences:       ${e(`${audiences.join(', ') || '-'}`)}`);
+    env.out(`Issuer:          ${e(`${claims.iss ?? '-'}`)}`);
+    env.out(`Issued:          ${e(`${time(claims.iat, now)}`)}`);
+    env.out(`Expires:         ${e(`${time(claims.exp, now)}`)}`);
+    env.out(`Bound to:        ${e(`${k8s?.secret ? `Secret ${k8s.namespace}/${k8s.secret.name} (the anchor: deleting it revokes this token)` : '-'}`)}`);
+    if (claims.jti) env.out(`Token ID:        ${e(`${claims.jti}`)}`);
     if (review) {
-      env.out(`TokenReview:     ${review.authenticated ? `authenticated as ${review.user?.username} for ${(review.audiences ?? []).filter((a) => reviewedFor?.includes(a)).join(', ')}` : `NOT authenticated${review.error ? `: ${review.error}` : ''}`}`);
+      env.out(`TokenReview:     ${e(`${review.authenticated ? `authenticated as ${review.user?.username} for ${(review.audiences ?? []).filter((a) => reviewedFor?.includes(a)).join(', ')}` : `NOT authenticated${review.error ? `: ${review.error}` : ''}`}`)}`);
       return review.authenticated ? 0 : 2;
     }
     return 0;

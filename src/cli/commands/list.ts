@@ -1,6 +1,7 @@
 import { SERVICE_ACCOUNT_CLIENTS } from '../../kube/resources.ts';
 import { CliError, bool, str, type Parsed } from '../args.ts';
 import type { Command, Env } from '../command.ts';
+import { escapeControls as e } from '../../policy/text.ts';
 import { condition, humanDuration, observedCurrent, table, type Client } from '../common.ts';
 
 export const list: Command = {
@@ -45,12 +46,13 @@ export const list: Command = {
       return [
         ...(all ? [c.metadata.namespace ?? ''] : []),
         c.metadata.name,
-        c.spec?.subject?.user ?? '',
-        c.status?.tier ?? '<none>',
-        ready ? (observedCurrent(c) ? ready.status : `${ready.status}*`) : 'Unknown',
-        ready?.reason ?? '',
+        // Escaped cell by cell: a newline in a subject or message cannot start a row of its own.
+        e(c.spec?.subject?.user ?? ''),
+        e(c.status?.tier ?? '<none>'),
+        ready ? e(observedCurrent(c) ? ready.status : `${ready.status}*`) : 'Unknown',
+        e(ready?.reason ?? ''),
         expires === undefined ? '' : expires > now ? `in ${humanDuration(expires - now)}` : `expired ${humanDuration(now - expires)} ago`,
-        ...(output === 'wide' ? [sa ? `${sa.namespace}/${sa.name}` : '', c.status?.secretName ?? '', ready?.message ?? ''] : []),
+        ...(output === 'wide' ? [sa ? e(`${sa.namespace}/${sa.name}`) : '', e(c.status?.secretName ?? ''), e(ready?.message ?? '')] : []),
       ];
     });
     env.out(table(header, rows));

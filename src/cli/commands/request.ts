@@ -7,6 +7,7 @@ import { API_VERSION } from '../../api/index.ts';
 import { KubeApiError } from '../../kube/errors.ts';
 import { SERVICE_ACCOUNT_CLIENTS } from '../../kube/resources.ts';
 import { CliError, bool, parseDurationFlag, str, strs, type Parsed } from '../args.ts';
+import { escapeControls, quote } from '../../policy/text.ts';
 import type { Command, Env } from '../command.ts';
 import type { Cli } from '../context.ts';
 import { condition, currentToken, declarableGroups, getClient, hintFor, isReady, poll, whoAmI, type Client } from '../common.ts';
@@ -42,7 +43,7 @@ export async function waitForToken(cli: Cli, name: string, timeoutMs: number, ex
 export function notReadyError(client: Client, what: string): CliError {
   const ready = condition(client, 'Ready');
   const hint = hintFor(client);
-  const state = ready ? `${ready.reason}: ${ready.message}` : 'no status yet';
+  const state = ready ? escapeControls(`${ready.reason}: ${ready.message}`) : 'no status yet';
   return new CliError(`${what} ${client.metadata.namespace}/${client.metadata.name} is not Ready: ${state}${hint ? ` (${hint})` : ''}`);
 }
 
@@ -99,7 +100,7 @@ export const request: Command = {
       // Asking again for the same thing is fine (a script may run twice); anything else is not ours to change.
       const existing = await getClient(cli, name);
       if (existing.spec.subject.user !== me.username) {
-        throw new CliError(`serviceaccountclient ${cli.namespace}/${name} already exists and belongs to ${existing.spec.subject.user}; choose another name`);
+        throw new CliError(`serviceaccountclient ${cli.namespace}/${name} already exists and belongs to ${quote(existing.spec.subject.user)}; choose another name`);
       }
       if (existing.spec.tierRef?.name !== tier || existing.spec.token?.expiration !== expiration || !sameSet(existing.spec.token?.audiences, audiences)) {
         throw new CliError(`serviceaccountclient ${cli.namespace}/${name} already exists with another tier, expiration or audiences; use "kubectl tokenwarden token ${name}", or delete it first`);

@@ -4,9 +4,10 @@ import { EVENTS, type KubeObject } from '../../kube/resources.ts';
 import { CliError, type Parsed } from '../args.ts';
 import type { Command, Env } from '../command.ts';
 import type { Cli } from '../context.ts';
-import { condition, getClient, hintFor, observedCurrent, when, RENEW_REQUESTED_AT_ANNOTATION, type Client } from '../common.ts';
+import { escapeControls as e, quote } from '../../policy/text.ts';
+import { condition, getClient, hintFor, observedCurrent, when, OPERATOR_REPORTING_CONTROLLER, RENEW_REQUESTED_AT_ANNOTATION, type Client } from '../common.ts';
 
-interface EventObject extends KubeObject {
+export interface EventObject extends KubeObject {
   type?: string;
   reason?: string;
   note?: string;
@@ -15,6 +16,7 @@ interface EventObject extends KubeObject {
   deprecatedCount?: number;
   series?: { count?: number; lastObservedTime?: string };
   regarding?: { kind?: string; name?: string; uid?: string };
+  reportingController?: string;
 }
 
 const eventTime = (e: EventObject): string => e.series?.lastObservedTime ?? e.deprecatedLastTimestamp ?? e.eventTime ?? e.metadata?.creationTimestamp ?? '';
@@ -34,6 +36,19 @@ export async function clientEvents(cli: Cli, client: Client): Promise<EventObjec
     .sort((a, b) => eventTime(a).localeCompare(eventTime(b)));
 }
 
+/**
+ * One Event as a line. Anyone who may create Events in the namespace (the built-in edit role) can
+ * write one about this client, with any reason and note: an Event that does not name tokenwarden's
+ * reporting controller is marked as such, ahead of its reason, so it never reads as the operator's.
+ * (access/operator-events.yaml keeps everyone but the operator and admins from naming it.)
+ */
+export function eventLine(ev: EventObject, now = Date.now()): string {
+  const count = ev.series?.count ?? ev.deprecatedCount;
+  const ours = ev.reportingController === OPERATOR_REPORTING_CONTROLLER;
+  const mark = ours ? '' : `[not from tokenwarden: reported by ${ev.reportingController ? quote(ev.reportingController) : 'nobody named'}] `;
+  return `${e(when(eventTime(ev), now))}  ${mark}${e(ev.type ?? '').padEnd(7)} ${e(ev.reason ?? '').padEnd(12)} ${e(ev.note ?? '')}${count && count > 1 ? ` (x${count})` : ''}`;
+}
+
 export const status: Command = {
   name: 'status',
   args: 'NAME',
@@ -48,39 +63,38 @@ export const status: Command = {
     const s = client.status;
     const out = env.out;
     out(`Name:            ${client.metadata.namespace}/${client.metadata.name}`);
-    out(`Subject:         ${client.spec.subject.user}${client.spec.subject.groups?.length ? ` (groups: ${client.spec.subject.groups.join(', ')})` : ''}`);
-    out(`Tier:            ${s?.tier ?? '<none>'}${s?.tierReason ? ` (${s.tierReason})` : ''}${client.spec.tierRef ? `, requested ${client.spec.tierRef.name}` : ''}`);
+    // Every string below that a tenant (or the API server echoing one) wrote is escaped field by
+    // field: a newline in a subject or a message cannot make a line of its own.
+    out(`Subject:         ${e(client.spec.subject.user)}${client.spec.subject.groups?.length ? ` (groups: ${client.spec.subject.groups.map(e).join(', ')})` : ''}`);
+    out(`Tier:            ${e(s?.tier ?? '<none>')}${s?.tierReason ? ` (${e(s.tierReason)})` : ''}${client.spec.tierRef ? `, requested ${e(client.spec.tierRef.name)}` : ''}`);
     const resolved = condition(client, 'TierResolved');
-    if (resolved?.message) out(`Why:             ${resolved.message}`);
+    if (resolved?.message) out(`Why:             ${e(resolved.message)}`);
     const sa = s?.serviceAccount;
-    out(`ServiceAccount:  ${sa ? `${sa.namespace}/${sa.name}` : '<none>'}`);
-    out(`Secret:          ${s?.secretName ?? client.spec.secretName ?? `${client.metadata.name}-token`} (key token)`);
+    out(`ServiceAccount:  ${sa ? e(`${sa.namespace}/${sa.name}`) : '<none>'}`);
+    out(`Secret:          ${e(s?.secretName ?? client.spec.secretName ?? `${client.metadata.name}-token`)} (key token)`);
     if (client.spec.suspended) out('Suspended:       yes');
     out(`Revocation:      epoch ${client.spec.revocationEpoch ?? 0} (carried out: ${s?.revocationEpoch ?? 0})`);
     const renewRequested = client.metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION];
-    if (renewRequested) out(`Renew requested: ${when(renewRequested, now)}`);
+    if (renewRequested) out(`Renew requested: ${e(when(renewRequested, now))}`);
     out(s?.tokens?.length ? 'Tokens:' : 'Tokens:          none');
     for (const [i, t] of (s?.tokens ?? []).entries()) {
-      out(`  ${i === 0 ? 'current ' : 'previous'} ${t.id}`);
-      out(`    issued   ${when(t.issuedAt, now)}`);
-      if (i === 0) out(`    renew    ${when(t.renewAt, now)}`);
-      out(`    expires  ${when(t.expiresAt, now)}${i > 0 ? ' (revoked when its grace period ends)' : ''}`);
+      out(`  ${i === 0 ? 'current ' : 'previous'} ${e(t.id)}`);
+      out(`    issued   ${e(when(t.issuedAt, now))}`);
+      if (i === 0) out(`    renew    ${e(when(t.renewAt, now))}`);
+      out(`    expires  ${e(when(t.expiresAt, now))}${i > 0 ? ' (revoked when its grace period ends)' : ''}`);
     }
     if (s?.failedAttempts) out(`Failures:        ${s.failedAttempts} in a row, last ${when(s.lastFailureTime, now)}`);
     out(`Observed:        generation ${s?.observedGeneration ?? '-'} of ${client.metadata.generation ?? '-'}${observedCurrent(client) ? '' : ' (the operator has not caught up)'}`);
     out('Conditions:');
     for (const c of s?.conditions ?? []) {
-      out(`  ${c.type.padEnd(13)} ${c.status.padEnd(5)} ${c.reason.padEnd(16)} ${c.message}`);
+      out(`  ${e(c.type).padEnd(13)} ${e(c.status).padEnd(5)} ${e(c.reason).padEnd(16)} ${e(c.message)}`);
     }
     if (!s?.conditions?.length) out('  none');
     const events = await clientEvents(cli, client);
     out('Events:');
     if (events === undefined) out('  (you may not list Events in this namespace)');
     else if (events.length === 0) out('  none');
-    for (const e of (events ?? []).slice(-5)) {
-      const count = e.series?.count ?? e.deprecatedCount;
-      out(`  ${when(eventTime(e), now)}  ${(e.type ?? '').padEnd(7)} ${(e.reason ?? '').padEnd(12)} ${e.note ?? ''}${count && count > 1 ? ` (x${count})` : ''}`);
-    }
+    for (const ev of (events ?? []).slice(-5)) out(`  ${eventLine(ev, now)}`);
     const hint = hintFor(client);
     if (hint) out(`What to do:      ${hint}`);
     return 0;

@@ -5,15 +5,16 @@
 import type { TenantBinding, Tier } from '../../api/index.ts';
 import { KubeApiError } from '../../kube/errors.ts';
 import { SERVICE_ACCOUNT_CLIENTS } from '../../kube/resources.ts';
-import { planQuotas, quotaCandidateOf } from '../../policy/tier-quota.ts';
-import { resolveTier, type Resolution } from '../../policy/tier-resolution.ts';
+import { explainQuotas, planQuotas, quotaCandidateOf, type QuotaResolution } from '../../policy/tier-quota.ts';
+import { resolveTier } from '../../policy/tier-resolution.ts';
+import { escapeControls as e } from '../../policy/text.ts';
 import { CliError, str, type Parsed } from '../args.ts';
 import type { Command, Env } from '../command.ts';
 import type { Cli } from '../context.ts';
 import { declarableGroups, listBindings, listTiers, whoAmI, type Client, type Identity } from '../common.ts';
 
 export interface TierAnswer {
-  resolution: Resolution;
+  resolution: QuotaResolution;
   /** TenantBindings whose maxClients is taken, passed over as the operator would. */
   full: { name: string; maxClients: number }[];
 }
@@ -30,7 +31,7 @@ export async function wouldGet(cli: Cli, identity: Identity, opts: { tier?: stri
   } catch (err) {
     if (err instanceof KubeApiError && err.statusCode === 403) {
       throw new CliError(
-        `you (${identity.username}) may not list Tiers cluster-wide, so the tier cannot be worked out here: ask for list on tokenwarden.io tiers (a ClusterRoleBinding to tokenwarden-view), or ask an admin`,
+        `you (${identity.username}) may not list Tiers cluster-wide, so the tier cannot be worked out here: ask for list on tokenwarden.io tiers (a ClusterRoleBinding to tokenwarden-tier-reader), or ask an admin`,
       );
     }
     throw err;
@@ -45,22 +46,13 @@ export async function wouldGet(cli: Cli, identity: Identity, opts: { tier?: stri
     throw err;
   }
   const subject = { user: identity.username, groups: declarableGroups(identity) };
-  const excluded = new Set<string>();
-  const full: TierAnswer['full'] = [];
-  let holders: ReadonlyMap<string, number> | undefined;
-  for (;;) {
-    const resolution = resolveTier({ subject, tiers, bindings, excludedBindings: excluded, ...(opts.tier ? { requestedTier: opts.tier } : {}) });
-    const max = resolution.resolved ? resolution.binding?.spec.maxClients : undefined;
-    if (!resolution.resolved || max === undefined) return { resolution, full };
-    const bindingName = (resolution.binding as TenantBinding).metadata.name;
-    // As the operator counts (src/policy/tier-quota.ts): the places the namespace's clients hold, a
-    // new client ranking after all of them.
-    holders ??= await placesTaken(cli, tiers, bindings);
-    const taken = holders.get(bindingName) ?? 0;
-    if (taken < max) return { resolution, full };
-    full.push({ name: bindingName, maxClients: max });
-    excluded.add(bindingName);
-  }
+  const candidate = { subject, ...(opts.tier ? { requestedTier: opts.tier } : {}) };
+  // Without a quota in the namespace the clients there change nothing: no need to list them.
+  if (!bindings.some((b) => b.spec.maxClients !== undefined)) return { resolution: resolveTier({ ...candidate, tiers, bindings }), full: [] };
+  // As the operator counts (src/policy/tier-quota.ts): the places the namespace's clients hold, a
+  // new client ranking after all of them.
+  const { resolution, full } = explainQuotas(candidate, tiers, bindings, await placesTaken(cli, tiers, bindings));
+  return { resolution, full: full.map((b) => ({ name: b.metadata.name, maxClients: b.spec.maxClients as number })) };
 }
 
 export const whoami: Command = {
@@ -98,17 +90,17 @@ export const whoami: Command = {
         ...(problem ? { error: problem } : {}),
       }, null, 2));
     } else {
-      env.out(`User:       ${identity.username}`);
-      env.out(`Groups:     ${identity.groups.join(', ') || '(none)'}`);
-      env.out(`Namespace:  ${cli.namespace}`);
+      env.out(`User:       ${e(identity.username)}`);
+      env.out(`Groups:     ${identity.groups.map(e).join(', ') || '(none)'}`);
+      env.out(`Namespace:  ${e(cli.namespace)}`);
       if (r?.resolved) {
-        env.out(`Tier:       ${r.tier.metadata.name} (${r.source})`);
-        env.out(`Why:        ${r.message}`);
+        env.out(`Tier:       ${e(r.tier.metadata.name)} (${e(r.source)})`);
+        env.out(`Why:        ${e(r.message)}`);
       } else if (r) {
         env.out(`Tier:       none (${r.reason})`);
-        env.out(`Why:        ${r.message}`);
+        env.out(`Why:        ${e(r.message)}`);
       }
-      for (const f of answer?.full ?? []) env.out(`Quota:      TenantBinding ${f.name} allows ${f.maxClients} client(s) and they are taken`);
+      for (const f of answer?.full ?? []) env.out(`Quota:      TenantBinding ${e(f.name)} allows ${f.maxClients} client(s) and they are taken`);
     }
     if (problem) {
       env.err(`error: ${problem}`);
