@@ -64,10 +64,23 @@ export const OptionalDnsLabel = z.string().max(63).regex(new RegExp(`^$|${DNS_LA
 /** A DNS-1123 subdomain: the form of most object names, Secrets included. */
 export const DnsSubdomain = z.string().min(1).max(253).regex(new RegExp(DNS_SUBDOMAIN_PATTERN));
 
+/**
+ * A name as an identity provider spells it (a user, a group, an audience): any script, spaces and
+ * punctuation, but no C0 or C1 control character, DEL, line or paragraph separator, or bidirectional
+ * embedding, override or isolate (U+202A-U+202E, U+2066-U+2069). kubectl prints printer columns raw
+ * and messages quote these names, so a control character here would reach an admin's terminal.
+ * The CRD's pattern is the same class in RE2 spelling (the API server's regexp), zod's in JavaScript's.
+ */
+export function identityText(schema: z.ZodString): z.ZodString {
+  return schema
+    .regex(new RegExp('^[^\\p{Cc}\\p{Zl}\\p{Zp}\\u202a-\\u202e\\u2066-\\u2069]*$', 'u'), 'must not contain control characters, line separators or bidirectional overrides')
+    .meta({ pattern: '^[^\\p{Cc}\\p{Zl}\\p{Zp}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$' });
+}
+
 /** A reference to a Tier by name. */
 export const TierReference = z.object({
-  /** Name of the Tier. */
-  name: z.string().min(1).max(253),
+  /** Name of the Tier: a DNS-1123 subdomain, as every Tier's name is. */
+  name: DnsSubdomain,
 });
 export type TierReference = z.infer<typeof TierReference>;
 

@@ -3,6 +3,7 @@ import {
   API_VERSION,
   Conditions,
   DnsSubdomain,
+  identityText,
   ObjectMeta,
   RenewBefore,
   TierReference,
@@ -15,9 +16,9 @@ import {
  */
 export const ClientSubject = z.object({
   /** The user name, exactly as the identity provider reports it: the requester's username unless the requester may impersonate tokenwarden.io users/<user>. It names the per-user ServiceAccount. */
-  user: z.string().min(1).max(1024),
+  user: identityText(z.string().min(1).max(1024)),
   /** The user's groups: each one of the requester's own groups (when the user is the requester), or one the requester may impersonate as tokenwarden.io groups/<group>. */
-  groups: z.array(z.string().min(1).max(256)).max(256).default([]).meta({ 'x-kubernetes-list-type': 'set' }),
+  groups: z.array(identityText(z.string().min(1).max(256))).max(256).default([]).meta({ 'x-kubernetes-list-type': 'set' }),
 });
 export type ClientSubject = z.infer<typeof ClientSubject>;
 
@@ -25,7 +26,7 @@ export type ClientSubject = z.infer<typeof ClientSubject>;
 export const ClientTokenRequest = z
   .object({
     /** A subset of the tier's audiences; empty means all of them. */
-    audiences: z.array(z.string().min(1).max(253)).max(16).optional().meta({ 'x-kubernetes-list-type': 'set' }),
+    audiences: z.array(identityText(z.string().min(1).max(253))).max(16).optional().meta({ 'x-kubernetes-list-type': 'set' }),
     /** Requested lifetime; capped by the tier's and the tenant's maximum. */
     expiration: TokenLifetime.optional(),
     /** When to renew; defaults to the tier's renewBefore. */

@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import { API_VERSION, Conditions, ObjectMeta, TierReference, TokenLifetime } from './common.ts';
+import { API_VERSION, Conditions, identityText, ObjectMeta, TierReference, TokenLifetime } from './common.ts';
 
 /** An identity in the RBAC style: a user or a group. */
 export const Subject = z.object({
   /** Kind of the subject: User or Group. */
   kind: z.enum(['User', 'Group']),
   /** Name of the user or group, exactly as the identity provider reports it. */
-  name: z.string().min(1).max(1024),
+  name: identityText(z.string().min(1).max(1024)),
 });
 export type Subject = z.infer<typeof Subject>;
 
@@ -23,7 +23,14 @@ export const TenantBindingSpec = z.object({
   tierRef: TierReference,
   /** Users and groups granted the tier in this namespace. */
   subjects: z.array(Subject).min(1).max(256),
-  /** Quota of ServiceAccountClients in this namespace bound through this binding. */
+  /**
+   * Quota: how many ServiceAccountClients in this namespace whose subject this binding names may
+   * hold its tier. Every such client counts, whatever else its subject qualifies for (a Tier's
+   * groups, the default): it holds the tier through this binding, oldest first, and once the places
+   * are taken the next one gets that tier here only through another TenantBinding with a place left,
+   * else falls back to a lower tier it qualifies for, else QuotaExceeded. Clients of subjects the
+   * binding does not name are neither counted nor limited.
+   */
   maxClients: z.number().int().min(0).max(1_000_000).optional(),
   /** Optional tightening of the tier's token policy. */
   token: TenantTokenPolicy.optional(),
