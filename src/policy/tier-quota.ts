@@ -2,9 +2,10 @@
  * TenantBinding quotas (spec.maxClients) over a whole namespace at once.
  *
  * The clients of a namespace are ranked oldest first (then by name); each takes the tier it would
- * resolve to, passing over every binding whose places are already taken by older clients. A client
- * that fell back to another binding takes a place there too, so no binding ever has more holders than
- * its maxClients. One pass over the namespace decides every client: linear, where asking "does this
+ * resolve to, passing over every binding whose places are already taken by older clients, and the
+ * tier of such a binding unless another binding grants it (resolveWithinQuotas). A client that fell
+ * back to another binding takes a place there too, so no binding ever has more holders than its
+ * maxClients, and no subject of a full binding holds its tier around it. One pass over the namespace decides every client: linear, where asking "does this
  * client fit?" client by client would re-resolve the namespace for each one.
  */
 import type { ClientSubject, ServiceAccountClient, TenantBinding, Tier } from '../api/index.ts';
@@ -63,7 +64,11 @@ export function planQuotas(candidates: readonly QuotaCandidate[], tiers: readonl
 /**
  * The tier of one client given how many places of each binding are taken: a binding whose places
  * are all taken only withholds its own grant, so the client falls back to the next tier it qualifies
- * for, and is refused with QuotaExceeded only when there is none.
+ * for, and is refused with QuotaExceeded only when there is none. What it withholds is its tier, not
+ * just its own path to it: a subject the binding names gets that tier in this namespace only through
+ * a TenantBinding with a place left, never through the tier's groups or as the default, so every
+ * client of the binding's subjects that holds its tier here holds one of its places (or another
+ * binding's), and maxClients counts them all.
  */
 export function resolveWithinQuotas(
   candidate: Pick<QuotaCandidate, 'subject' | 'requestedTier'>,
@@ -71,8 +76,19 @@ export function resolveWithinQuotas(
   bindings: readonly TenantBinding[],
   holders: ReadonlyMap<string, number>,
 ): QuotaResolution {
+  return explainQuotas(candidate, tiers, bindings, holders).resolution;
+}
+
+/** resolveWithinQuotas, with the bindings it passed over because their places were taken (for `whoami`). */
+export function explainQuotas(
+  candidate: Pick<QuotaCandidate, 'subject' | 'requestedTier'>,
+  tiers: readonly Tier[],
+  bindings: readonly TenantBinding[],
+  holders: ReadonlyMap<string, number>,
+): { resolution: QuotaResolution; full: TenantBinding[] } {
   const full: TenantBinding[] = [];
   const excludedBindings = new Set<string>();
+  const bindingOnlyTiers = new Set<string>();
   for (;;) {
     const resolution = resolveTier({
       subject: candidate.subject,
@@ -80,16 +96,18 @@ export function resolveWithinQuotas(
       bindings,
       ...(candidate.requestedTier !== undefined ? { requestedTier: candidate.requestedTier } : {}),
       excludedBindings,
+      bindingOnlyTiers,
     });
     const binding = resolution.resolved ? resolution.binding : undefined;
     const max = binding?.spec.maxClients;
     if (binding === undefined || max === undefined || (holders.get(binding.metadata.name) ?? 0) < max) {
-      if (full.length === 0) return resolution;
-      if (!resolution.resolved) return { resolved: false, reason: 'QuotaExceeded', message: quotaMessage(full) };
-      return { ...resolution, message: `${resolution.message} (${quotaMessage(full)})` };
+      if (full.length === 0) return { resolution, full };
+      if (!resolution.resolved) return { resolution: { resolved: false, reason: 'QuotaExceeded', message: quotaMessage(full) }, full };
+      return { resolution: { ...resolution, message: `${resolution.message} (${quotaMessage(full)})` }, full };
     }
     full.push(binding);
     excludedBindings.add(binding.metadata.name);
+    bindingOnlyTiers.add(binding.spec.tierRef.name);
   }
 }
 

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { API_VERSION, ClientSubject, TenantBinding, Tier, type TierSpec } from '../../src/api/index.ts';
 import { planQuotas, resolveWithinQuotas, type QuotaCandidate, type QuotaResolution } from '../../src/policy/tier-quota.ts';
-import { resolveTier } from '../../src/policy/tier-resolution.ts';
+import { bindingMatches, resolveTier } from '../../src/policy/tier-resolution.ts';
 
 const tier = (name: string, spec: z.input<typeof TierSpec> = {}): Tier => Tier.parse({ apiVersion: API_VERSION, kind: 'Tier', metadata: { name }, spec });
 
@@ -73,6 +73,37 @@ describe('planQuotas', () => {
     );
   });
 
+  it('counts a subject who also qualifies by group: once the places are taken, the group does not give the tier around the quota', () => {
+    // bronze is everyone's through its group; the tenant's binding gives u bronze with one place.
+    const bindings = [binding('bronze-one', 'bronze', ['u'], 1)];
+    const plan = planQuotas([client('first', day(1)), client('second', day(2)), client('other', day(3), 'v')], tiers, bindings);
+    expect(shown(plan.resolutions.get('first'))).toBe('bronze via TenantBinding/bronze-one');
+    const second = plan.resolutions.get('second');
+    expect(shown(second)).toBe('QuotaExceeded');
+    expect(!second?.resolved && second?.message).toBe('TenantBinding bronze-one allows 1 client(s) and they are taken');
+    // Someone the binding does not name is not counted and not limited by it.
+    expect(shown(plan.resolutions.get('other'))).toBe('bronze via Tier/bronze');
+    expect(plan.holders.get('bronze-one')).toBe(1);
+  });
+
+  it('a full binding withholds its tier as the default too, and a requested one; another binding of the tier with a place still grants it', () => {
+    const withDefault = [gold, tier('silver', { level: 20, default: true })];
+    const full = [binding('silver-one', 'silver', ['u'], 1)];
+    const plan = planQuotas([client('a', day(1)), client('b', day(2)), client('c', day(3), 'u', { requestedTier: 'silver' })], withDefault, full);
+    expect(['a', 'b', 'c'].map((k) => shown(plan.resolutions.get(k)))).toEqual(['silver via TenantBinding/silver-one', 'QuotaExceeded', 'QuotaExceeded']);
+    const two = [...full, binding('silver-two', 'silver', ['u'], 5)];
+    const more = planQuotas([client('a', day(1)), client('b', day(2))], withDefault, two);
+    expect(['a', 'b'].map((k) => shown(more.resolutions.get(k)))).toEqual(['silver via TenantBinding/silver-one', 'silver via TenantBinding/silver-two']);
+  });
+
+  it('a full binding leaves higher tiers its subject qualifies for alone, and falls back to lower ones', () => {
+    const goldByGroup = tier('gold', { level: 50, groups: ['everyone'] });
+    const plan = planQuotas([client('a', day(1)), client('b', day(2))], [goldByGroup, silver, bronze], [binding('silver-zero', 'silver', ['u'], 0)]);
+    expect(['a', 'b'].map((k) => shown(plan.resolutions.get(k)))).toEqual(['gold via Tier/gold', 'gold via Tier/gold']);
+    const lower = planQuotas([client('a', day(1)), client('b', day(2))], tiers, [binding('silver-one', 'silver', ['u'], 1)]);
+    expect(['a', 'b'].map((k) => shown(lower.resolutions.get(k)))).toEqual(['silver via TenantBinding/silver-one', 'bronze via Tier/bronze']);
+  });
+
   it('gives a requested tier through its binding within the quota', () => {
     const bindings = [binding('silver-one', 'silver', ['u'], 1)];
     const plan = planQuotas([client('a', day(1), 'u', { requestedTier: 'silver' }), client('b', day(2), 'u', { requestedTier: 'silver' })], tiers, bindings);
@@ -100,6 +131,13 @@ describe('planQuotas', () => {
           });
           expect(plan.holders.get(b.metadata.name) ?? 0).toBe(holding.length);
           if (b.spec.maxClients !== undefined) expect(holding.length).toBeLessThanOrEqual(b.spec.maxClients);
+          // Whatever else its subject qualifies for, a client of this binding's subjects that holds
+          // its tier holds it through a binding: the tier's groups or default never go around a quota.
+          if (b.spec.maxClients === undefined) continue;
+          for (const c of clients) {
+            const r = plan.resolutions.get(c.key);
+            if (r?.resolved && r.tier.metadata.name === b.spec.tierRef.name && bindingMatches(b, c.subject)) expect(r.binding, `${c.key} holds ${r.tier.metadata.name} via ${r.source}`).toBeDefined();
+          }
         }
         // Without quotas the plan is each client's own resolution.
         const free = specs.map((s, i) => binding(`b${i}`, s.tierName, s.users));
