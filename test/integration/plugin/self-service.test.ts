@@ -262,6 +262,7 @@ describe('status, list, inspect secret, check api show what is there, and never 
       'ok    admission policy tokenwarden-client-subject: installed and bound',
       'ok    admission policy tokenwarden-tenantbinding-bind: installed and bound',
       'ok    admission policy tokenwarden-tier-namespace-no-pods: installed and bound',
+      'ok    admission policy tokenwarden-operator-events: installed and bound',
     ]) expect(ok.stdout).toContain(line);
     expect(ok.stdout).toMatch(/ok {4}operator: no Lease tokenwarden-system\/tokenwarden-leader .*every one of \d+ Tiers and clients reconciled/);
     const none = await asAdmin('check', 'api', '-l', `${RUN_LABEL}=nothing-${op.prefix}`);
