@@ -288,3 +288,12 @@ describe('resolveTier with a requested tier', () => {
     expect(outcome({ tiers: twoDefaults, subject: BOB, requestedTier: 'b-default' })).toBe('TierNotAllowed');
   });
 });
+
+describe('messages quote tenant text', () => {
+  it('a requested tier and a user are JSON string literals, their control characters escaped', () => {
+    const r = resolveTier({ subject: { user: 'eve\u001b[31m', groups: [] }, requestedTier: 'gold\u0007\u202e', tiers: [tier('free')], bindings: [] });
+    expect(r).toMatchObject({ resolved: false, reason: 'TierNotFound', message: 'requested tier "gold\\u0007\\u202e" does not exist' });
+    const none = resolveTier({ subject: { user: 'eve"\u001b', groups: [] }, tiers: [], bindings: [] });
+    expect(none.message).toBe('no tier matches user "eve\\"\\u001b" or its groups, and there is no default tier');
+  });
+});

@@ -14,6 +14,11 @@ const T1 = new Date('2024-05-01T10:00:00.123Z');
 const T2 = new Date('2024-05-01T11:30:00.999Z');
 
 describe('setCondition', () => {
+  it('escapes control characters in the message: API server errors and quoted tenant text reach terminals inert', () => {
+    const [c] = setCondition(undefined, { type: 'Ready', status: 'False', reason: 'SecretInvalid', message: 'label "x\u001b[2J\u009b" refused\nnext' }, 1, T1);
+    expect(c?.message).toBe('label "x\\u001b[2J\\u009b" refused\\nnext');
+  });
+
   it('adds a new condition with lastTransitionTime = now, second precision', () => {
     const out = setCondition(undefined, { type: 'Ready', status: 'True', reason: 'Reconciled', message: 'ok' }, 3, T1);
     expect(out).toEqual([

@@ -46,6 +46,11 @@ describe('truncateUtf8', () => {
 });
 
 describe('buildEvent', () => {
+  it('escapes control characters in the note', () => {
+    const ev = buildEvent(client, { type: 'Warning', reason: 'TierUnresolved', note: 'tier "a\u0007\u202eb"' }, { reportingController: 'tokenwarden.io/operator', reportingInstance: 'pod-1', now: NOW, name: 'n' });
+    expect(ev.note).toBe('tier "a\\u0007\\u202eb"');
+  });
+
   it('builds an events.k8s.io/v1 Event about a namespaced object', () => {
     const ev = buildEvent(client, { type: 'Normal', reason: 'Issued', note: 'token issued' }, { reportingController: 'tokenwarden.io/operator', reportingInstance: 'pod-1', now: NOW, name: 'n' });
     expect(ev).toEqual({
