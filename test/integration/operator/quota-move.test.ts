@@ -118,19 +118,26 @@ describe('TenantBinding maxClients on real clients', () => {
 
 describe('quotas of several bindings in one namespace', () => {
   it('a client that fell back to a binding takes one of its places: the next one falls back further', async () => {
-    // Everyone here prefers gold (one place), then silver through a binding (one place), then silver
-    // through the tier's own group, which has no quota.
+    // Everyone here prefers gold (one place), then silver through a binding (one place). silver's own
+    // group does not give the user it names silver around that binding's quota (maxClients counts
+    // every client of its subjects that holds its tier), so the third is refused.
     const user = 'cascade-user@example.com';
     await createBinding(op, ns, 'cascade-gold', { tierRef: { name: gold }, subjects: [{ kind: 'User', name: user }], maxClients: 1 });
     await createBinding(op, ns, 'cascade-silver', { tierRef: { name: silver }, subjects: [{ kind: 'User', name: user }], maxClients: 1 });
     // Ranked oldest first, then by name: created in this order, the names rank the same way.
     for (const name of ['cascade-1', 'cascade-2', 'cascade-3']) await createClient(op, ns, name, { subject: { user, groups: [silverGroup] } });
     const reasons = await Promise.all(
-      ['cascade-1', 'cascade-2', 'cascade-3'].map(async (name) => (await waitForClientReady(ns, name, { extra: (ct) => ct.client.status?.tier !== undefined })).client.status?.tierReason),
+      ['cascade-1', 'cascade-2'].map(async (name) => (await waitForClientReady(ns, name, { extra: (ct) => ct.client.status?.tier !== undefined })).client.status?.tierReason),
     );
-    expect(reasons).toEqual(['TenantBinding/cascade-gold', 'TenantBinding/cascade-silver', `Tier/${silver}`]);
-    const third = await kube.get<Client>(R.client, ns, 'cascade-3');
-    expect(condition(third, 'TierResolved')?.message).toContain('TenantBinding cascade-silver allows 1 client(s) and they are taken');
+    expect(reasons).toEqual(['TenantBinding/cascade-gold', 'TenantBinding/cascade-silver']);
+    const third = await waitFor(async () => {
+      const c = await kube.get<Client>(R.client, ns, 'cascade-3');
+      return c.status?.observedGeneration === c.metadata.generation && condition(c, 'Ready')?.reason === 'QuotaExceeded' ? c : undefined;
+    }, { description: 'cascade-3 QuotaExceeded' });
+    expect(third.status?.tier).toBeUndefined();
+    expect(condition(third, 'TierResolved')?.message).toBe(
+      'TenantBinding cascade-gold allows 1 client(s) and they are taken; TenantBinding cascade-silver allows 1 client(s) and they are taken',
+    );
     for (const binding of ['cascade-gold', 'cascade-silver']) {
       await waitFor(async () => (await kube.get<TenantBinding>(R.binding, ns, binding)).status?.clients === 1, { description: `${binding} counting 1 client` });
     }

@@ -358,7 +358,7 @@ describe('check api judges the operator by its Lease, or by what it has reconcil
     expectOneLineError(await runExecutable(plugin, ['completion', 'fish']), 'completion takes one argument: bash or zsh');
   });
 
-  it('whoami counts a TenantBinding\'s quota as the operator does: a full binding is passed over, and said so', async () => {
+  it('whoami counts a TenantBinding\'s quota as the operator does: a full binding withholds its tier, and said so', async () => {
     // free for mallory through a binding of one client, which her client "mine" already holds.
     await kube.create(R.binding, ns, {
       apiVersion: 'tokenwarden.io/v1alpha1',
@@ -369,12 +369,13 @@ describe('check api judges the operator by its Lease, or by what it has reconcil
     await waitFor(async () => (await getClient(ns, 'mine')).status?.tierReason === 'TenantBinding/mallory-free', { description: 'mine bound through mallory-free' });
     const res = await as(MALLORY, 'whoami', '-l', selector);
     expect(res.code, res.stderr).toBe(0);
-    expect(res.stdout).toContain(`Tier:       ${free} (Default)`);
+    // maxClients counts every client of hers that holds free here: being the default does not
+    // give her free around the binding's quota.
+    expect(res.stdout).toContain('Tier:       none (QuotaExceeded)');
     expect(res.stdout).toContain('Quota:      TenantBinding mallory-free allows 1 client(s) and they are taken');
-    // The operator agrees: a second client of hers gets the default tier, not the binding's.
+    // The operator agrees: a second client of hers is refused with QuotaExceeded, and request says so.
     const second = await as(MALLORY, 'request', 'second', '--label', selector);
-    expect(second.code, second.stderr).toBe(0);
-    expect((await getClient(ns, 'second')).status?.tierReason).toBe('Default');
+    expectOneLineError(second, 'QuotaExceeded: TenantBinding mallory-free allows 1 client(s) and they are taken', 'the client was deleted');
   });
 
   it('with the operator stopped, a change it has not reconciled makes check api fail (also after --wait)', async () => {
