@@ -19,6 +19,8 @@ export interface QuotaCandidate {
   creationTimestamp?: string | undefined;
   subject: ClientSubject;
   requestedTier?: string | undefined;
+  /** Tiers whose groups no longer grant them to this client (tier-resolution.ts). */
+  expiredGroupGrants?: ReadonlySet<string> | undefined;
 }
 
 export interface QuotaPlan {
@@ -66,7 +68,7 @@ export function planQuotas(candidates: readonly QuotaCandidate[], tiers: readonl
  * for, and is refused with QuotaExceeded only when there is none.
  */
 export function resolveWithinQuotas(
-  candidate: Pick<QuotaCandidate, 'subject' | 'requestedTier'>,
+  candidate: Pick<QuotaCandidate, 'subject' | 'requestedTier' | 'expiredGroupGrants'>,
   tiers: readonly Tier[],
   bindings: readonly TenantBinding[],
   holders: ReadonlyMap<string, number>,
@@ -80,6 +82,7 @@ export function resolveWithinQuotas(
       bindings,
       ...(candidate.requestedTier !== undefined ? { requestedTier: candidate.requestedTier } : {}),
       excludedBindings,
+      expiredGroupGrants: candidate.expiredGroupGrants,
     });
     const binding = resolution.resolved ? resolution.binding : undefined;
     const max = binding?.spec.maxClients;

@@ -16,6 +16,8 @@ export interface ResolutionInput {
   bindings: readonly TenantBinding[];
   /** Bindings whose quota this client does not fit in: their grant is passed over. */
   excludedBindings?: ReadonlySet<string>;
+  /** Tiers whose groups no longer grant them to this client (groupGrantMaxAge passed: subject-proof.ts). */
+  expiredGroupGrants?: ReadonlySet<string> | undefined;
 }
 
 interface Grant {
@@ -39,6 +41,7 @@ function grants(input: ResolutionInput): Grant[] {
     if (tier !== undefined && bindingMatches(binding, input.subject)) result.push({ tier, binding });
   }
   for (const tier of input.tiers) {
+    if (input.expiredGroupGrants?.has(tier.metadata.name)) continue;
     if (tier.spec.groups.some((group) => input.subject.groups.includes(group))) result.push({ tier });
   }
   return result;

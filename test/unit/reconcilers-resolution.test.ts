@@ -45,7 +45,7 @@ function setup(n: number) {
     );
   }
   const caches = { tiers, bindings, clients } as unknown as Caches;
-  const op = { caches } as OperatorContext;
+  const op = { caches, now: () => Date.now() } as unknown as OperatorContext;
   const tierOf = (c: ServiceAccountClient) => {
     const r = resolveClientTier(op, c);
     return r.resolved ? r.tier.metadata.name : r.reason;
