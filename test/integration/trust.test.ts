@@ -33,6 +33,7 @@ import {
   R,
   TIER_LABEL,
   anchorsOf,
+  condition,
   createTier,
   expectedServiceAccountName,
   fingerprint,
@@ -434,6 +435,50 @@ describe('every edit of a client re-proves its subject', () => {
     expect((await alice.patch(R.client, teamNs, 'premium-kept', { spec: { suspended: false } })).code).toBe(200);
     await waitForClientReady(teamNs, 'premium-kept', { extra: (ct) => ct.client.status?.tier === premium });
   });
+});
+
+describe('a group grant lasts groupGrantMaxAge after the subject was last proven', () => {
+  it('the client falls back, with a condition, until alice proves it again; an editor who is not alice cannot', async () => {
+    const maxAge = 15;
+    await createTier(op, 'aging', { level: 25, groups: ['ml-engineers'], groupGrantMaxAge: `${maxAge}s`, token: { audiences: [aud] } });
+    const aging = scopedName(op, 'aging');
+    await waitForTierReady(aging);
+    const alice = asUser(ALICE_LEFT_PREMIUM); // still in ml-engineers
+    const created = await alice.create(R.client, sharedNs, clientBody(sharedNs, 'aging-grant', { subject: { user: ALICE, groups: ['ml-engineers'] } }));
+    expect(created.code, JSON.stringify(created.body)).toBe(201);
+    const fresh = await waitForClientReady(sharedNs, 'aging-grant', { extra: (ct) => ct.client.status?.tier === aging });
+    expect(fresh.client.status?.tierReason).toBe(`Tier/${aging}`);
+    expect(condition(fresh.client, 'GroupGrantExpired')).toMatchObject({ status: 'False', reason: 'Proven' });
+    expect(fresh.client.status?.subjectProof?.provenAt).toBe(fresh.client.metadata.creationTimestamp);
+    const createdAt = Date.parse(fresh.client.metadata.creationTimestamp as string);
+
+    // Past the maximum age: as if the tier's groups did not apply, so the default tier, and the old
+    // tier's token revoked.
+    const stale = await waitForClientReady(sharedNs, 'aging-grant', { timeoutMs: (maxAge + 20) * 1000, extra: (ct) => ct.client.status?.tier === free });
+    expect(Date.now() - createdAt).toBeGreaterThanOrEqual(maxAge * 1000);
+    expect(stale.client.status?.tierReason).toBe('Default');
+    const expired = condition(stale.client, 'GroupGrantExpired');
+    expect(expired).toMatchObject({ status: 'True', reason: 'ProofTooOld' });
+    expect(expired?.message).toContain(`the groups of tier ${aging} (groupGrantMaxAge ${maxAge}s) no longer apply`);
+    expect((await review(fresh.token as string, [aud])).authenticated).toBe(false);
+
+    // Neither bob's proof annotation (refused) nor his raised revocationEpoch (a take-away, no proof) brings it back.
+    expectRefused(
+      await asUser(BOB).patch(R.client, sharedNs, 'aging-grant', { metadata: { annotations: { 'tokenwarden.io/subject-proof': 'bob' } } }),
+      'tokenwarden-client-subject',
+      `is not the requester "${BOB}"`,
+    );
+    expect((await asUser(BOB).patch(R.client, sharedNs, 'aging-grant', { spec: { revocationEpoch: 1 } })).code).toBe(200);
+    const revoked = await waitForClientReady(sharedNs, 'aging-grant', { extra: (ct) => ct.client.status?.revocationEpoch === 1 });
+    expect(revoked.client.status?.tier).toBe(free);
+
+    // alice proves it again: the grant applies anew.
+    const touched = await alice.patch(R.client, sharedNs, 'aging-grant', { metadata: { annotations: { 'tokenwarden.io/subject-proof': new Date().toISOString() } } });
+    expect(touched.code, JSON.stringify(touched.body)).toBe(200);
+    const proven = await waitForClientReady(sharedNs, 'aging-grant', { extra: (ct) => ct.client.status?.tier === aging });
+    expect(condition(proven.client, 'GroupGrantExpired')).toMatchObject({ status: 'False', reason: 'Proven' });
+    expect(Date.parse(proven.client.status?.subjectProof?.provenAt as string)).toBeGreaterThan(createdAt);
+  }, 90_000);
 });
 
 describe('granting a tier needs bind on it', () => {
