@@ -11,8 +11,6 @@ interface NamespacePlan extends QuotaPlan {
   generations: ReadonlyMap<string, number | undefined>;
   /** The group grants each candidate was planned without (groupGrantMaxAge passed), as a key. */
   expired: ReadonlyMap<string, string>;
-  /** When the first group grant the plan counted on expires: the plan is made again then. */
-  validUntil?: number | undefined;
 }
 
 /**
@@ -62,7 +60,8 @@ export function resolveClientTier(op: OperatorContext, client: ServiceAccountCli
   }
   const uid = client.metadata.uid as string;
   let plan = planOf(op.caches, namespace, tiers, bindings, now);
-  // Proven again (the annotation, no new generation) since the plan: the namespace is planned anew.
+  // Its group grants are not what the plan saw (one expired since, or it was proven again with no
+  // new generation): the namespace is planned anew, the places it takes or leaves with it.
   if (plan.expired.has(uid) && plan.expired.get(uid) !== expiredKey(age)) {
     quotaInputsChanged(op.caches, namespace);
     plan = planOf(op.caches, namespace, tiers, bindings, now);
@@ -85,15 +84,13 @@ function planOf(caches: Caches, namespace: string, tiers: Tier[], bindings: Tena
   let byNamespace = plans.get(caches);
   if (byNamespace === undefined) plans.set(caches, (byNamespace = new Map()));
   const cached = byNamespace.get(namespace);
-  if (cached !== undefined && (cached.validUntil === undefined || now < cached.validUntil)) return cached;
+  if (cached !== undefined) return cached;
   const clients = liveClients(caches, namespace);
   const ages = clients.map((c) => clientGroupGrantAge(tiers, c, now));
-  const validUntil = ages.reduce<number | undefined>((min, a) => (a?.nextExpiryAt === undefined ? min : Math.min(min ?? a.nextExpiryAt, a.nextExpiryAt)), undefined);
   const plan: NamespacePlan = {
     ...planQuotas(clients.map((c, i) => candidateOf(c, ages[i])), tiers, bindings),
     generations: new Map(clients.map((c) => [c.metadata.uid as string, c.metadata.generation])),
     expired: new Map(clients.map((c, i) => [c.metadata.uid as string, expiredKey(ages[i])])),
-    validUntil,
   };
   byNamespace.set(namespace, plan);
   return plan;
