@@ -24,7 +24,7 @@ import { suspend } from './suspension.ts';
 import { leaveOldTier } from './tier-move.ts';
 
 export async function converge(op: OperatorContext, client: Client, log: Logger): Promise<Outcome> {
-  await claimSecretName(op, client);
+  await claimSecretName(op, client, log);
   const now = op.now();
   const previous = client.status ?? {};
   const resolution = resolveClientTier(op, client);

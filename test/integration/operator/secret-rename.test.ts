@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, waitFor } from '../support/cluster.ts';
-import { R, condition, createClient, getClient, createTier, fingerprint, kube, review, scopedName, startOperator, tokenOf, waitForClientReady, waitForTierReady, waitForTokenToFail, type OperatorProcess, type Secret } from '../support/operator.ts';
+import { MANAGED_BY, R, condition, createClient, getClient, createTier, fingerprint, kube, review, scopedName, startOperator, tokenOf, waitForClientReady, waitForTierReady, waitForTokenToFail, type OperatorProcess, type Secret } from '../support/operator.ts';
 
 let op: OperatorProcess;
 let ns: string;
@@ -33,6 +33,18 @@ describe('renaming spec.secretName', () => {
     expect((await review(after.token as string, [aud])).authenticated).toBe(true);
     await waitFor(async () => (await kube.tryGet(R.secret, ns, 'first-name')) === null, { timeoutMs: 10_000, description: 'the Secret under the former name deleted' });
     expect(fingerprint(tokenOf(await kube.get<Secret>(R.secret, ns, 'second-name')))).toBe(fingerprint(after.token));
+  });
+
+  it('revokes the token at the former name even when the new name is someone else\'s Secret', async () => {
+    await createClient(op, ns, 'renamed-3', { subject: { user: 'rn3@example.com' }, secretName: 'third-name' });
+    const before = await waitForClientReady(ns, 'renamed-3');
+    // Labelled as tokenwarden's, so the operator's cache holds it and the claim sees the conflict first.
+    await kube.create(R.secret, ns, { type: 'Opaque', metadata: { name: 'taken-name', labels: { [MANAGED_BY]: 'tokenwarden' } }, data: {} });
+    await kube.patch(R.client, ns, 'renamed-3', { spec: { secretName: 'taken-name' } });
+    const renamedAt = Date.now();
+    expect(await waitForTokenToFail(before.token as string, [aud], { since: renamedAt, timeoutMs: 5_000, what: 'the token left at the former name' })).toBeLessThan(5_000);
+    await waitFor(async () => condition(await getClient(ns, 'renamed-3'), 'Ready')?.reason === 'SecretConflict', { timeoutMs: 10_000, description: 'SecretConflict' });
+    expect((await kube.get<Secret>(R.secret, ns, 'taken-name')).data ?? {}).toEqual({});
   });
 
   it('leaves a Secret under the former name alone when it is not the client\'s', async () => {
