@@ -102,6 +102,18 @@ export const IssuedToken = z.object({
 });
 export type IssuedToken = z.infer<typeof IssuedToken>;
 
+/**
+ * When the operator first saw the subject proven as it is now (docs/security.md, "Groups are
+ * proven at every edit"): what a Tier's groupGrantMaxAge is counted from.
+ */
+export const SubjectProof = z.object({
+  /** SHA-256 of what admission proves on every change: the spec but revocationEpoch, and the annotation tokenwarden.io/subject-proof. */
+  digest: z.string().max(64),
+  /** When the operator first saw that digest (RFC 3339); the creation time for the first one. */
+  provenAt: z.string(),
+});
+export type SubjectProof = z.infer<typeof SubjectProof>;
+
 /** The observed state of a ServiceAccountClient. */
 export const ServiceAccountClientStatus = z.object({
   /** The tier the client resolved to. */
@@ -135,9 +147,11 @@ export const ServiceAccountClientStatus = z.object({
    * another value starts the backoff over, once.
    */
   lastFailureRenewRequest: z.string().max(80).optional(),
+  /** The last proof of the subject the operator saw: what a Tier's groupGrantMaxAge is counted from. */
+  subjectProof: SubjectProof.optional(),
   /** The metadata.generation this status describes. */
   observedGeneration: z.number().int().min(0).optional(),
-  /** Ready (a valid token is in the Secret), TierResolved and Suspended. */
+  /** Ready (a valid token is in the Secret), TierResolved and Suspended; GroupGrantExpired when a Tier's groupGrantMaxAge concerns the subject. */
   conditions: Conditions.optional(),
 });
 export type ServiceAccountClientStatus = z.infer<typeof ServiceAccountClientStatus>;

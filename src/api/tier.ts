@@ -72,6 +72,13 @@ export const TierSpec = z
     default: z.boolean().default(false),
     /** Identity groups whose members qualify for this tier cluster-wide. */
     groups: z.array(z.string().min(1).max(256)).max(64).default([]).meta({ 'x-kubernetes-list-type': 'set' }),
+    /**
+     * How long the groups grant this tier to a client after its subject was last proven at admission
+     * (created, edited by the subject or a delegate, or its annotation tokenwarden.io/subject-proof
+     * changed). Past it, the client resolves as if these groups did not apply, with the condition
+     * GroupGrantExpired, until it is proven again. Empty: no limit. TenantBindings are not affected.
+     */
+    groupGrantMaxAge: Duration.optional(),
     /** Namespace of the tier's ServiceAccounts. Empty means "<prefix>-tier-<name>". Immutable. */
     // The rule sits on the field: `namespace` is a CEL reserved word, so a rule on spec would have
     // to say `self.__namespace__`; `self.namespace` makes the API server refuse the whole CRD.

@@ -7,9 +7,10 @@ import type { Tier } from '../api/index.ts';
  * - its members (status.tier): when anything but its groups, level or default flag changes (token
  *   policy, namespace, access) or it comes or goes; a member that a change of those three can move
  *   is reached through them (a removed group, its binding, the default);
- * - the clients that qualify for it through its groups: with a new level or existence, those of every
- *   group it had or has (it ranks anew among their grants); with the same level, those of the groups
- *   added or removed only (a client of a group it keeps qualifies as before);
+ * - the clients that qualify for it through its groups: with a new level, existence or
+ *   groupGrantMaxAge, those of every group it had or has (it ranks anew among their grants, or
+ *   their grant's age is counted anew); otherwise those of the groups added or removed only (a
+ *   client of a group it keeps qualifies as before);
  * - the clients granted it by a TenantBinding in their namespace: when its level or existence
  *   changes;
  * - the clients on the default tier or on none, and those requesting a default tier (the default is
@@ -40,12 +41,14 @@ export function tierChangeScope(old: Tier | undefined, next: Tier | undefined): 
   const groupsBefore = before?.spec.groups ?? [];
   const groupsAfter = after?.spec.groups ?? [];
   const ranking = existenceChanged || levelChanged;
+  // A new maximum age of its group grant may give the tier back to, or take it from, any client of its groups.
+  const groupGrantChanged = before?.spec.groupGrantMaxAge !== after?.spec.groupGrantMaxAge;
   const wasDefault = before?.spec.default === true;
   const isDefault = after?.spec.default === true;
   const changedGroups = [...groupsBefore.filter((g) => !groupsAfter.includes(g)), ...groupsAfter.filter((g) => !groupsBefore.includes(g))];
   return {
     members: existenceChanged || JSON.stringify(beyondRanking(before)) !== JSON.stringify(beyondRanking(after)),
-    groups: ranking ? [...new Set([...groupsBefore, ...groupsAfter])] : [...new Set(changedGroups)],
+    groups: ranking || groupGrantChanged ? [...new Set([...groupsBefore, ...groupsAfter])] : [...new Set(changedGroups)],
     bindings: ranking,
     defaults: wasDefault !== isDefault || ((wasDefault || isDefault) && ranking),
   };

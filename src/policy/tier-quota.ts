@@ -20,6 +20,8 @@ export interface QuotaCandidate {
   creationTimestamp?: string | undefined;
   subject: ClientSubject;
   requestedTier?: string | undefined;
+  /** Tiers whose groups no longer grant them to this client (tier-resolution.ts). */
+  expiredGroupGrants?: ReadonlySet<string> | undefined;
 }
 
 export interface QuotaPlan {
@@ -63,15 +65,15 @@ export function planQuotas(candidates: readonly QuotaCandidate[], tiers: readonl
 
 /**
  * The tier of one client given how many places of each binding are taken: a binding whose places
- * are all taken only withholds its own grant, so the client falls back to the next tier it qualifies
- * for, and is refused with QuotaExceeded only when there is none. What it withholds is its tier, not
- * just its own path to it: a subject the binding names gets that tier in this namespace only through
+ * are all taken withholds its tier, so the client falls back to the next tier it qualifies for, and
+ * is refused with QuotaExceeded only when there is none. It withholds the tier, not just its own path
+ * to it: a subject the binding names gets that tier in this namespace only through
  * a TenantBinding with a place left, never through the tier's groups or as the default, so every
  * client of the binding's subjects that holds its tier here holds one of its places (or another
  * binding's), and maxClients counts them all.
  */
 export function resolveWithinQuotas(
-  candidate: Pick<QuotaCandidate, 'subject' | 'requestedTier'>,
+  candidate: Pick<QuotaCandidate, 'subject' | 'requestedTier' | 'expiredGroupGrants'>,
   tiers: readonly Tier[],
   bindings: readonly TenantBinding[],
   holders: ReadonlyMap<string, number>,
@@ -81,7 +83,7 @@ export function resolveWithinQuotas(
 
 /** resolveWithinQuotas, with the bindings it passed over because their places were taken (for `whoami`). */
 export function explainQuotas(
-  candidate: Pick<QuotaCandidate, 'subject' | 'requestedTier'>,
+  candidate: Pick<QuotaCandidate, 'subject' | 'requestedTier' | 'expiredGroupGrants'>,
   tiers: readonly Tier[],
   bindings: readonly TenantBinding[],
   holders: ReadonlyMap<string, number>,
@@ -97,6 +99,7 @@ export function explainQuotas(
       ...(candidate.requestedTier !== undefined ? { requestedTier: candidate.requestedTier } : {}),
       excludedBindings,
       bindingOnlyTiers,
+      expiredGroupGrants: candidate.expiredGroupGrants,
     });
     const binding = resolution.resolved ? resolution.binding : undefined;
     const max = binding?.spec.maxClients;

@@ -23,6 +23,8 @@ export interface ResolutionInput {
    * default grant it then, so a quota counts every client of its subjects that holds its tier.
    */
   bindingOnlyTiers?: ReadonlySet<string>;
+  /** Tiers whose groups no longer grant them to this client (groupGrantMaxAge passed: subject-proof.ts). */
+  expiredGroupGrants?: ReadonlySet<string> | undefined;
 }
 
 interface Grant {
@@ -46,7 +48,7 @@ function grants(input: ResolutionInput): Grant[] {
     if (tier !== undefined && bindingMatches(binding, input.subject)) result.push({ tier, binding });
   }
   for (const tier of input.tiers) {
-    if (input.bindingOnlyTiers?.has(tier.metadata.name)) continue;
+    if (input.bindingOnlyTiers?.has(tier.metadata.name) || input.expiredGroupGrants?.has(tier.metadata.name)) continue;
     if (tier.spec.groups.some((group) => input.subject.groups.includes(group))) result.push({ tier });
   }
   return result;

@@ -36,6 +36,7 @@ import { ensureFinalizer, finalize } from './service-account-client/finalizer.ts
 import { anchorsRef } from './service-account-client/revocation.ts';
 import { defaultSecretName, SecretConflictError, secretRef, SecretInvalidError } from './service-account-client/secret.ts';
 import { clientRef, withCondition, writeStatus, type Client, type Outcome } from './service-account-client/status.ts';
+import { recordSubjectProof, withSubjectProof } from './service-account-client/subject-proof.ts';
 
 export { defaultSecretName, SecretConflictError, SecretInvalidError } from './service-account-client/secret.ts';
 export { deleteServiceAccountIfUnused } from './service-account-client/service-account-release.ts';
@@ -77,9 +78,11 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
       // Minting again would only be refused again: wait for the spec to change.
       return;
     }
+    // The subject's last proof, as of this pass: what a Tier's groupGrantMaxAge counts from.
+    const { client: proven, proof } = withSubjectProof(client, op.now());
     let outcome: Outcome;
     try {
-      outcome = await converge(op, client, rctx.logger);
+      outcome = recordSubjectProof(op, proven, proof, await converge(op, proven, rctx.logger));
     } catch (err) {
       const reason = err instanceof SecretConflictError ? 'SecretConflict' : err instanceof SecretInvalidError ? 'SecretInvalid' : undefined;
       if (reason === undefined) throw err;

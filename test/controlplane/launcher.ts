@@ -33,13 +33,18 @@ export const ADMIN_CONTEXT = 'admin';
 export interface TestUser {
   name: string;
   groups: readonly string[];
+  /** The kubeconfig context (and its user entry); default `name`. */
+  context?: string;
 }
 
-/** Static-token users of the API server; each gets a kubeconfig context named exactly by `name`. */
+/** Static-token users of the API server; each gets a kubeconfig context named by `context`, else exactly by `name`. */
 export const TEST_USERS: readonly TestUser[] = [
   { name: 'alice@example.com', groups: ['premium-users', 'ml-engineers'] },
   { name: 'bob@example.com', groups: ['free-users'] },
   { name: 'mallory@example.com', groups: [] },
+  // alice after she left premium-users: the same user as the identity provider now reports her, a
+  // second token with fewer groups (a token file may hold several tokens for one user).
+  { name: 'alice@example.com', groups: ['ml-engineers'], context: 'alice@example.com/left-premium-users' },
 ];
 
 export interface ControlPlaneOptions {
@@ -532,9 +537,9 @@ async function writeKubeconfig(file: string, server: string, pki: string, users:
     clusters: [{ name: CLUSTER_NAME, cluster: { server, 'certificate-authority-data': b64('ca.crt') } }],
     users: [
       { name: ADMIN_CONTEXT, user: { 'client-certificate-data': b64('admin.crt'), 'client-key-data': b64('admin.key') } },
-      ...users.map((u) => ({ name: u.name, user: { token: u.token } })),
+      ...users.map((u) => ({ name: u.context ?? u.name, user: { token: u.token } })),
     ],
-    contexts: [ADMIN_CONTEXT, ...users.map((u) => u.name)].map((name) => ({ name, context: { cluster: CLUSTER_NAME, user: name } })),
+    contexts: [ADMIN_CONTEXT, ...users.map((u) => u.context ?? u.name)].map((name) => ({ name, context: { cluster: CLUSTER_NAME, user: name } })),
     'current-context': ADMIN_CONTEXT,
   }));
 }
@@ -640,7 +645,7 @@ async function up(): Promise<number> {
   const t0 = performance.now();
   const cp = await startControlPlane({ ...devPaths, detached: true });
   say(`up in ${seconds(performance.now() - t0)}: ${cp.server}; pids ${JSON.stringify(cp.pids)}`);
-  say(`export KUBECONFIG=${path.relative(process.cwd(), cp.kubeconfigPath)}   # contexts: ${[ADMIN_CONTEXT, ...TEST_USERS.map((u) => u.name)].join(', ')}`);
+  say(`export KUBECONFIG=${path.relative(process.cwd(), cp.kubeconfigPath)}   # contexts: ${[ADMIN_CONTEXT, ...TEST_USERS.map((u) => u.context ?? u.name)].join(', ')}`);
   return 0;
 }
 

@@ -10,7 +10,11 @@
  * 3. A GitOps ServiceAccount declares any subject with the delegation grant, nobody without it, and
  *    only the named users with a grant scoped by resourceNames.
  * 4. Changing spec.subject is checked like a create; an editor cannot re-point someone else's client
- *    at themselves; other edits, and the operator's finalizer and status writes, pass.
+ *    at themselves; the operator's finalizer and status writes pass.
+ * 4a. Every other spec edit re-proves the subject too: where the token goes (secretName,
+ *    secretTemplate) only the subject or a delegate may change; after alice left premium-users she
+ *    cannot extend, renew by spec or retarget her premium client, but anyone who may edit it can
+ *    still suspend it, raise revocationEpoch or delete it.
  * 5. A TenantBinding needs `bind` on its tier.
  * 6. A look-alike anchor revokes nothing, and the operator makes no write for it.
  * 7. The operator's own identity is fenced (manifests/operator-fence.yaml).
@@ -29,6 +33,7 @@ import {
   R,
   TIER_LABEL,
   anchorsOf,
+  condition,
   createTier,
   expectedServiceAccountName,
   fingerprint,
@@ -42,6 +47,7 @@ import {
   tierNamespace,
   uniquePrefix,
   waitForClientReady,
+  waitForTokenToFail,
   waitForTierReady,
   type Client,
   type ClientSpec,
@@ -55,6 +61,8 @@ import { countedIdentity, delta, type CountedIdentity } from './support/writes.t
 const ALICE = 'alice@example.com';
 const BOB = 'bob@example.com';
 const MALLORY = 'mallory@example.com';
+/** alice as the identity provider reports her after she left premium-users (launcher.ts: same user, fewer groups). */
+const ALICE_LEFT_PREMIUM = 'alice@example.com/left-premium-users';
 
 interface Answer<T = KObject> {
   code: number;
@@ -85,6 +93,7 @@ function restAs(kc: KubeConfig) {
     post: <T = KObject>(urlPath: string, body: unknown) => send<T>('POST', urlPath, body),
     patch: <T = KObject>(type: ResourceType, namespace: string | undefined, name: string, patch: unknown) =>
       send<T>('PATCH', resourcePath(type, namespace, name), patch, 'application/merge-patch+json'),
+    remove: <T = KObject>(type: ResourceType, namespace: string | undefined, name: string) => send<T>('DELETE', resourcePath(type, namespace, name)),
     /** A deletecollection of the objects matching `labelSelector`. */
     deleteAll: <T = KObject>(type: ResourceType, namespace: string, labelSelector: string) =>
       send<T>('DELETE', `${resourcePath(type, namespace)}?labelSelector=${encodeURIComponent(labelSelector)}`),
@@ -299,7 +308,7 @@ describe('changing the subject of a client', () => {
       'tokenwarden-client-subject',
       'spec.subject.groups: "free-users"',
     );
-    // An edit that leaves the subject alone is not the policy's business.
+    // Raising revocationEpoch only takes away: any editor may.
     const edited = await bob.patch<Client>(R.client, sharedNs, 'alice-shared', { spec: { revocationEpoch: 1 } });
     expect(edited.code, JSON.stringify(edited.body)).toBe(200);
     const after = await waitForClientReady(sharedNs, 'alice-shared', { extra: (ct) => ct.client.status?.revocationEpoch === 1 });
@@ -310,6 +319,166 @@ describe('changing the subject of a client', () => {
     expect(own.code, JSON.stringify(own.body)).toBe(200);
     await waitForClientReady(sharedNs, 'alice-shared', { extra: (ct) => ct.client.status?.tier === premium });
   });
+});
+
+describe('every edit of a client re-proves its subject', () => {
+  let teamNs: string;
+  const secretOf = async (namespace: string, name: string) => kube.tryGet<KObject & { data?: Record<string, string> }>(R.secret, namespace, name);
+
+  beforeAll(async () => {
+    // alice's team namespace: bob and mallory edit it too (the built-in edit role, which also reads
+    // its Secrets); the GitOps ServiceAccount edits it and may speak for bob only.
+    teamNs = await createTestNamespace('trust-team');
+    const edit = { kind: 'ClusterRole', name: 'edit' } as const;
+    await bindRole(teamNs, 'alice-edit', edit, userSubject(ALICE));
+    await bindRole(teamNs, 'bob-edit', edit, userSubject(BOB));
+    await bindRole(teamNs, 'mallory-edit', edit, userSubject(MALLORY));
+    await bindRole(teamNs, 'gitops-edit', edit, { kind: 'ServiceAccount', name: 'gitops', namespace: gitopsNs });
+    await kube.create({ ...R.roleBinding, plural: 'roles' }, teamNs, {
+      metadata: { name: 'gitops-declares-bob' },
+      rules: [{ apiGroups: ['tokenwarden.io'], resources: ['users'], verbs: ['impersonate'], resourceNames: [BOB] }],
+    });
+    await bindRole(teamNs, 'gitops-declares-bob', { kind: 'Role', name: 'gitops-declares-bob' }, { kind: 'ServiceAccount', name: 'gitops', namespace: gitopsNs });
+    await Promise.all([
+      ...[ALICE, BOB, MALLORY].map((u) => waitUntilMay(u, [], { ...createSac, namespace: teamNs })),
+      waitUntilMay(gitops.user, ['system:serviceaccounts', `system:serviceaccounts:${gitopsNs}`], { verb: 'impersonate', group: 'tokenwarden.io', resource: 'users', name: BOB, namespace: teamNs }),
+    ]);
+  }, 60_000);
+
+  it('where the token goes: bob and mallory cannot redirect alice\'s token to a Secret or replicator of theirs; alice can, and the token left at the old name is revoked within 5 s', async () => {
+    const alice = asUser(ALICE);
+    expect((await alice.create(R.client, teamNs, clientBody(teamNs, 'delivered', { subject: { user: ALICE } }))).code).toBe(201);
+    const ready = await waitForClientReady(teamNs, 'delivered');
+    const stolenName = 'where-bob-reads';
+    for (const [who, rest] of [[BOB, asUser(BOB)], [MALLORY, asUser(MALLORY)], [gitops.user, gitops.rest]] as const) {
+      expectRefused(
+        await rest.patch(R.client, teamNs, 'delivered', { spec: { secretName: stolenName } }),
+        'tokenwarden-client-subject',
+        `spec.subject.user: "${ALICE}" is not the requester "${who}"; editing a client (anything but suspending it or raising revocationEpoch) needs the verb impersonate on tokenwarden.io users/${ALICE}`,
+      );
+      expectRefused(
+        await rest.patch(R.client, teamNs, 'delivered', { spec: { secretTemplate: { annotations: { 'replicator.example.com/replicate-to': malloryNs } } } }),
+        'tokenwarden-client-subject',
+        `is not the requester "${who}"`,
+      );
+    }
+    const unchanged = await getClient(teamNs, 'delivered');
+    expect(unchanged.metadata.generation).toBe(ready.client.metadata.generation);
+    expect(await secretOf(teamNs, stolenName)).toBeNull();
+
+    // alice herself may move it, and the token left under the old name stops working at once.
+    const moved = await alice.patch(R.client, teamNs, 'delivered', { spec: { secretName: 'delivered-elsewhere', secretTemplate: { annotations: { note: 'moved' } } } });
+    expect(moved.code, JSON.stringify(moved.body)).toBe(200);
+    const movedAt = Date.now();
+    const failedAfter = await waitForTokenToFail(ready.token as string, [aud], { since: movedAt, timeoutMs: 5_000, what: 'the token left at the old name' });
+    expect(failedAfter).toBeLessThan(5_000);
+    const after = await waitForClientReady(teamNs, 'delivered', { extra: (ct) => ct.client.status?.secretName === 'delivered-elsewhere' });
+    expect(after.secret?.metadata.annotations?.note).toBe('moved');
+    expect((await review(after.token as string, [aud])).authenticated).toBe(true);
+  });
+
+  it('a delegate edits the clients of the users it speaks for, and only those', async () => {
+    const created = await gitops.rest.create(R.client, teamNs, clientBody(teamNs, 'bob-by-gitops', { subject: { user: BOB } }));
+    expect(created.code, JSON.stringify(created.body)).toBe(201);
+    const edited = await gitops.rest.patch(R.client, teamNs, 'bob-by-gitops', { spec: { secretName: 'bob-by-gitops-moved', token: { expiration: '2h' } } });
+    expect(edited.code, JSON.stringify(edited.body)).toBe(200);
+    // bob is no delegate of his own client's other edits either way: he is its subject.
+    expect((await asUser(BOB).patch(R.client, teamNs, 'bob-by-gitops', { spec: { token: { expiration: '3h' } } })).code).toBe(200);
+  });
+
+  it('after alice left premium-users she cannot extend, renew by spec or retarget her premium client; she and every editor can still suspend, revoke and delete it', async () => {
+    const alice = asUser(ALICE);
+    const aliceNow = asUser(ALICE_LEFT_PREMIUM);
+    const created = await alice.create(R.client, teamNs, clientBody(teamNs, 'premium-by-group', { subject: { user: ALICE, groups: ['premium-users'] }, token: { expiration: '1h' } }));
+    expect(created.code, JSON.stringify(created.body)).toBe(201);
+    const ready = await waitForClientReady(teamNs, 'premium-by-group');
+    expect(ready.client.status?.tier).toBe(premium);
+    expect(ready.client.status?.tierReason).toBe(`Tier/${premium}`);
+
+    const stale = (res: Answer) =>
+      expectRefused(res, 'tokenwarden-client-subject', `spec.subject.groups: "premium-users" not among the groups of the requester "${ALICE}"`);
+    stale(await aliceNow.patch(R.client, teamNs, 'premium-by-group', { spec: { token: { expiration: '24h' } } }));
+    stale(await aliceNow.patch(R.client, teamNs, 'premium-by-group', { spec: { secretName: 'premium-elsewhere' } }));
+    stale(await aliceNow.patch(R.client, teamNs, 'premium-by-group', { spec: { tierRef: { name: premium } } }));
+    stale(await aliceNow.patch(R.client, teamNs, 'premium-by-group', { metadata: { annotations: { 'tokenwarden.io/subject-proof': 'now' } } }));
+    expect((await getClient(teamNs, 'premium-by-group')).metadata.generation).toBe(ready.client.metadata.generation);
+
+    // What only takes away stays open: a raised revocationEpoch, by alice and by another editor.
+    const revoked = await aliceNow.patch(R.client, teamNs, 'premium-by-group', { spec: { revocationEpoch: 1 } });
+    expect(revoked.code, JSON.stringify(revoked.body)).toBe(200);
+    await waitForTokenToFail(ready.token as string, [aud], { timeoutMs: 10_000, what: 'the token revoked by the epoch' });
+    expect((await asUser(MALLORY).patch(R.client, teamNs, 'premium-by-group', { spec: { revocationEpoch: 2 } })).code).toBe(200);
+    // Suspending, with the epoch raised in the same request.
+    const suspended = await aliceNow.patch(R.client, teamNs, 'premium-by-group', { spec: { suspended: true, revocationEpoch: 3 } });
+    expect(suspended.code, JSON.stringify(suspended.body)).toBe(200);
+    // Resuming renews by spec: it gives a new token, so it re-proves the subject.
+    stale(await aliceNow.patch(R.client, teamNs, 'premium-by-group', { spec: { suspended: false } }));
+    // Dropping the group she lost is a subject she can prove.
+    expect((await aliceNow.patch(R.client, teamNs, 'premium-by-group', { spec: { subject: { user: ALICE, groups: [] } } })).code).toBe(200);
+    // And deleting it is open to any editor.
+    const deleted = await asUser(BOB).remove(R.client, teamNs, 'premium-by-group');
+    expect(deleted.code, JSON.stringify(deleted.body)).toBe(200);
+    await waitFor(async () => (await kube.tryGet(R.client, teamNs, 'premium-by-group')) === null, { timeoutMs: 15_000, description: 'the client gone' });
+  });
+
+  it('alice, still in premium-users, edits and re-proves her client; bob may suspend it but not resume it', async () => {
+    const alice = asUser(ALICE);
+    expect((await alice.create(R.client, teamNs, clientBody(teamNs, 'premium-kept', { subject: { user: ALICE, groups: ['premium-users'] } }))).code).toBe(201);
+    await waitForClientReady(teamNs, 'premium-kept');
+    expect((await alice.patch(R.client, teamNs, 'premium-kept', { spec: { token: { expiration: '4h' } } })).code).toBe(200);
+    expect((await alice.patch(R.client, teamNs, 'premium-kept', { metadata: { annotations: { 'tokenwarden.io/subject-proof': 'again' } } })).code).toBe(200);
+    const bob = asUser(BOB);
+    expect((await bob.patch(R.client, teamNs, 'premium-kept', { spec: { suspended: true } })).code).toBe(200);
+    expectRefused(await bob.patch(R.client, teamNs, 'premium-kept', { spec: { suspended: false } }), 'tokenwarden-client-subject', `is not the requester "${BOB}"`);
+    // Other metadata (labels, the renewal annotation) is no proof and not checked.
+    expect((await bob.patch(R.client, teamNs, 'premium-kept', { metadata: { labels: { team: 'ml' } } })).code).toBe(200);
+    expect((await alice.patch(R.client, teamNs, 'premium-kept', { spec: { suspended: false } })).code).toBe(200);
+    await waitForClientReady(teamNs, 'premium-kept', { extra: (ct) => ct.client.status?.tier === premium });
+  });
+});
+
+describe('a group grant lasts groupGrantMaxAge after the subject was last proven', () => {
+  it('the client falls back, with a condition, until alice proves it again; an editor who is not alice cannot', async () => {
+    const maxAge = 15;
+    await createTier(op, 'aging', { level: 25, groups: ['ml-engineers'], groupGrantMaxAge: `${maxAge}s`, token: { audiences: [aud] } });
+    const aging = scopedName(op, 'aging');
+    await waitForTierReady(aging);
+    const alice = asUser(ALICE_LEFT_PREMIUM); // still in ml-engineers
+    const created = await alice.create(R.client, sharedNs, clientBody(sharedNs, 'aging-grant', { subject: { user: ALICE, groups: ['ml-engineers'] } }));
+    expect(created.code, JSON.stringify(created.body)).toBe(201);
+    const fresh = await waitForClientReady(sharedNs, 'aging-grant', { extra: (ct) => ct.client.status?.tier === aging });
+    expect(fresh.client.status?.tierReason).toBe(`Tier/${aging}`);
+    expect(condition(fresh.client, 'GroupGrantExpired')).toMatchObject({ status: 'False', reason: 'Proven' });
+    expect(fresh.client.status?.subjectProof?.provenAt).toBe(fresh.client.metadata.creationTimestamp);
+    const createdAt = Date.parse(fresh.client.metadata.creationTimestamp as string);
+
+    // Past the maximum age: as if the tier's groups did not apply, so the default tier, and the old
+    // tier's token revoked.
+    const stale = await waitForClientReady(sharedNs, 'aging-grant', { timeoutMs: (maxAge + 20) * 1000, extra: (ct) => ct.client.status?.tier === free });
+    expect(Date.now() - createdAt).toBeGreaterThanOrEqual(maxAge * 1000);
+    expect(stale.client.status?.tierReason).toBe('Default');
+    const expired = condition(stale.client, 'GroupGrantExpired');
+    expect(expired).toMatchObject({ status: 'True', reason: 'ProofTooOld' });
+    expect(expired?.message).toContain(`the groups of tier ${aging} (groupGrantMaxAge ${maxAge}s) no longer apply`);
+    expect((await review(fresh.token as string, [aud])).authenticated).toBe(false);
+
+    // Neither bob's proof annotation (refused) nor his raised revocationEpoch (a take-away, no proof) brings it back.
+    expectRefused(
+      await asUser(BOB).patch(R.client, sharedNs, 'aging-grant', { metadata: { annotations: { 'tokenwarden.io/subject-proof': 'bob' } } }),
+      'tokenwarden-client-subject',
+      `is not the requester "${BOB}"`,
+    );
+    expect((await asUser(BOB).patch(R.client, sharedNs, 'aging-grant', { spec: { revocationEpoch: 1 } })).code).toBe(200);
+    const revoked = await waitForClientReady(sharedNs, 'aging-grant', { extra: (ct) => ct.client.status?.revocationEpoch === 1 });
+    expect(revoked.client.status?.tier).toBe(free);
+
+    // alice proves it again: the grant applies anew.
+    const touched = await alice.patch(R.client, sharedNs, 'aging-grant', { metadata: { annotations: { 'tokenwarden.io/subject-proof': new Date().toISOString() } } });
+    expect(touched.code, JSON.stringify(touched.body)).toBe(200);
+    const proven = await waitForClientReady(sharedNs, 'aging-grant', { extra: (ct) => ct.client.status?.tier === aging });
+    expect(condition(proven.client, 'GroupGrantExpired')).toMatchObject({ status: 'False', reason: 'Proven' });
+    expect(Date.parse(proven.client.status?.subjectProof?.provenAt as string)).toBeGreaterThan(createdAt);
+  }, 90_000);
 });
 
 describe('granting a tier needs bind on it', () => {

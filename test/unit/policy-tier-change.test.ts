@@ -36,6 +36,11 @@ describe('tierChangeScope', () => {
     expect(tierChangeScope(tier('t', { groups: ['a', 'b'] }), tier('t', { groups: ['b', 'c'] }))).toEqual({ members: false, groups: ['a', 'c'], bindings: false, defaults: false });
   });
 
+  it('a new groupGrantMaxAge concerns the clients of every group it has, including those it no longer grants to', () => {
+    expect(tierChangeScope(tier('t', { groups: ['a', 'b'] }), tier('t', { groups: ['a', 'b'], groupGrantMaxAge: '720h' })).groups).toEqual(['a', 'b']);
+    expect(tierChangeScope(tier('t', { groups: ['a'], groupGrantMaxAge: '1h' }), tier('t', { groups: ['a'] })).groups).toEqual(['a']);
+  });
+
   it('a groups change with a new level concerns the clients of every group before and after', () => {
     expect(tierChangeScope(tier('t', { level: 1, groups: ['a', 'b'] }), tier('t', { level: 2, groups: ['b', 'c'] })).groups).toEqual(['a', 'b', 'c']);
   });

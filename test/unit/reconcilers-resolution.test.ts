@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { API_VERSION, ServiceAccountClient, TenantBinding, Tier } from '../../src/api/index.ts';
 import { NAMESPACE_INDEX, Store, namespaceIndexFunc } from '../../src/controller/store.ts';
 import type { Caches, OperatorContext } from '../../src/reconcilers/context.ts';
+import { subjectProof } from '../../src/policy/subject-proof.ts';
 import { quotaInputsChanged, resolveClientTier } from '../../src/reconcilers/resolution.ts';
 
 /** A client Store that counts how often the namespace's clients are listed. */
@@ -45,7 +46,7 @@ function setup(n: number) {
     );
   }
   const caches = { tiers, bindings, clients } as unknown as Caches;
-  const op = { caches } as OperatorContext;
+  const op = { caches, now: () => Date.now() } as unknown as OperatorContext;
   const tierOf = (c: ServiceAccountClient) => {
     const r = resolveClientTier(op, c);
     return r.resolved ? r.tier.metadata.name : r.reason;
@@ -93,5 +94,49 @@ describe('resolveClientTier with a quota', () => {
     const deleting = { ...oldest, metadata: { ...oldest.metadata, uid: 'uid-gone', deletionTimestamp: '2025-03-01T00:00:00Z' } };
     expect(tierOf(deleting), 'a client being deleted holds no place').toBe('bronze');
     expect(tierOf(oldest), 'the plan is unchanged').toBe('gold');
+  });
+});
+
+describe('resolveClientTier with a group grant that expires (groupGrantMaxAge)', () => {
+  const CREATED = Date.parse('2025-01-01T00:00:00Z');
+  const HOUR = 3_600_000;
+
+  function aging(n: number) {
+    const s = setup(n);
+    let now = CREATED + HOUR / 2;
+    (s.op as unknown as { now: () => number }).now = () => now;
+    const tiers = (s.caches as unknown as { tiers: Store<Tier> }).tiers;
+    tiers.upsert(Tier.parse({ apiVersion: API_VERSION, kind: 'Tier', metadata: { name: 'platinum' }, spec: { level: 60, groups: ['everyone'], groupGrantMaxAge: '1h' } }));
+    quotaInputsChanged(s.caches);
+    return { ...s, at: (ms: number) => (now = ms) };
+  }
+
+  it('gives the tier through the groups until the age passes, then plans the namespace again without it, by itself', () => {
+    const { clients, tierOf, at } = aging(20);
+    const all = clients.list();
+    expect(all.map(tierOf)).toEqual(Array(20).fill('platinum'));
+    at(CREATED + 2 * HOUR);
+    // The plan counted on a grant that expired: the first client that sees it makes the plan again
+    // (no quotaInputsChanged), once for the whole pass, and the binding's ten places go to the oldest.
+    const listings = clients.listings;
+    const tiers = all.map(tierOf);
+    expect(clients.listings - listings, 'namespace listings for the pass after the expiry').toBe(1);
+    expect(tiers.slice(0, 10)).toEqual(Array(10).fill('gold'));
+    expect(tiers.slice(10)).toEqual(Array(10).fill('bronze'));
+  });
+
+  it('a client proven again since (a new digest, no new generation) gets the grant back, and its binding place goes to the next', () => {
+    const { clients, tierOf, at } = aging(12);
+    at(CREATED + 2 * HOUR);
+    const [oldest] = clients.list() as ServiceAccountClient[];
+    expect(tierOf(oldest as ServiceAccountClient)).toBe('gold');
+    const eleventh = clients.getByKey('team-a/c00010') as ServiceAccountClient;
+    expect(tierOf(eleventh)).toBe('bronze');
+    // The operator recorded the proof at creation; the new annotation is a new digest.
+    const recorded = { ...(oldest as ServiceAccountClient), status: { subjectProof: subjectProof(oldest as ServiceAccountClient, CREATED) } };
+    const touched = { ...recorded, metadata: { ...recorded.metadata, annotations: { 'tokenwarden.io/subject-proof': 'again' } } };
+    clients.upsert(touched);
+    expect(tierOf(touched)).toBe('platinum');
+    expect(tierOf(eleventh), 'the place the touched client left').toBe('gold');
   });
 });

@@ -16,6 +16,7 @@ import { readyOutcome } from './readiness.ts';
 import { anchorsOf, revokeAll, revokeSuperseded } from './revocation.ts';
 import { cachedSecret, deleteClientSecret } from './secret.ts';
 import { claimSecretName } from './secret-claim.ts';
+import { formerSecretName, leaveFormerSecret } from './secret-rename.ts';
 import { repairSecretMetadata } from './secret-metadata.ts';
 import { releaseServiceAccount } from './service-account-release.ts';
 import { clearedTokens, conditionsFor, type Client, type ClientEvent, type Outcome, type TierResolvedCondition } from './status.ts';
@@ -23,7 +24,7 @@ import { suspend } from './suspension.ts';
 import { leaveOldTier } from './tier-move.ts';
 
 export async function converge(op: OperatorContext, client: Client, log: Logger): Promise<Outcome> {
-  await claimSecretName(op, client);
+  await claimSecretName(op, client, log);
   const now = op.now();
   const previous = client.status ?? {};
   const resolution = resolveClientTier(op, client);
@@ -56,6 +57,9 @@ export async function converge(op: OperatorContext, client: Client, log: Logger)
   // have revoked them already, and the Secret still holds a token of the old tier. Before waiting for
   // the new tier's namespace: the old tier's tokens go now, whatever the new one's state.
   const moved = previous.tier !== undefined && previous.tier !== tierName;
+  // A new secretName: the tokens delivered to the former one are revoked first, wherever they are.
+  const former = formerSecretName(client);
+  if (former !== undefined && anchors.length > 0) return leaveFormerSecret(op, client, former, base, tierResolved, events, anchors, log);
   if (leftBehind.length > 0 || moved) return leaveOldTier(op, client, base, tierResolved, events, leftBehind, log);
   if (!tierNamespaceReady(op, namespace)) {
     const message = `waiting for the namespace ${namespace} of tier ${tierName}`;

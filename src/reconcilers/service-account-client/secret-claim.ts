@@ -2,9 +2,11 @@
  * Claiming the client's Secret name, before anything writes or deletes the Secret: a Secret that is
  * someone else's is never touched, one that is nobody's is taken back.
  */
+import type { Logger } from '../../controller/logger.ts';
 import { SECRETS } from '../../kube/resources.ts';
 import type { CachedSecret, OperatorContext } from '../context.ts';
 import { TIER_LABEL, TOKEN_SECRET_TYPE } from '../labels.ts';
+import { revokeAll } from './revocation.ts';
 import { cachedSecret, defaultSecretName, deleteClientSecret, SecretConflictError, secretRef } from './secret.ts';
 import { secretMetadata } from './secret-metadata.ts';
 import type { Client } from './status.ts';
@@ -12,21 +14,27 @@ import type { Client } from './status.ts';
 /**
  * Another client's Secret, or a Secret of another type, is never touched (SecretConflictError); a
  * token Secret nobody controls is taken back; the Secret under a former spec.secretName, which
- * holds a token nobody should go on using, is deleted.
+ * holds a token nobody should go on using, is deleted. A new name that is someone else's does not
+ * keep the tokens delivered under the former one alive: they are revoked before the conflict is
+ * reported (secret-rename.ts revokes them otherwise).
  */
-export async function claimSecretName(op: OperatorContext, client: Client): Promise<void> {
+export async function claimSecretName(op: OperatorContext, client: Client, log: Logger): Promise<void> {
   const name = defaultSecretName(client);
   const named = cachedSecret(op, client);
+  const formerName = client.status?.secretName;
+  const conflict = async (message: string): Promise<never> => {
+    if (formerName !== undefined && formerName !== name) await revokeAll(op, client, log);
+    throw new SecretConflictError(message);
+  };
   const controller = named?.metadata?.ownerReferences?.find((ref) => ref.controller === true);
   if (controller !== undefined && controller.uid !== client.metadata.uid) {
-    throw new SecretConflictError(`Secret ${client.metadata.namespace}/${name} belongs to ${controller.kind} ${controller.name}`);
+    await conflict(`Secret ${client.metadata.namespace}/${name} belongs to ${controller.kind} ${controller.name}`);
   }
   // Only a Secret of tokenwarden's token type is ever written: the labels on anything else prove nothing.
   if (named !== undefined && named.type !== TOKEN_SECRET_TYPE) {
-    throw new SecretConflictError(`Secret ${client.metadata.namespace}/${name} is of type ${named.type ?? 'Opaque'}, not ${TOKEN_SECRET_TYPE}`);
+    await conflict(`Secret ${client.metadata.namespace}/${name} is of type ${named.type ?? 'Opaque'}, not ${TOKEN_SECRET_TYPE}`);
   }
   if (named !== undefined && controller === undefined) await reclaimSecret(op, client, named);
-  const formerName = client.status?.secretName;
   if (formerName !== undefined && formerName !== name) await deleteClientSecret(op, client, formerName);
 }
 

@@ -384,6 +384,7 @@ export interface TierSpec {
   level?: number;
   default?: boolean;
   groups?: string[];
+  groupGrantMaxAge?: string;
   namespace?: string;
   token?: { audiences?: string[]; defaultExpiration?: string; maxExpiration?: string; renewBefore?: string; gracePeriod?: string };
   access?: { clusterRole: string; namespaces?: string[] }[];
@@ -436,6 +437,7 @@ export interface Client extends KObject {
     expiresAt?: string;
     renewAt?: string;
     revocationEpoch?: number;
+    subjectProof?: { digest: string; provenAt: string };
     observedGeneration?: number;
     conditions?: Condition[];
   };
