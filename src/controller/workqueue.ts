@@ -12,6 +12,9 @@
  */
 import { exponentialDelay } from './backoff.ts';
 
+/** The longest delay setTimeout honours. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface RateLimiter {
   /** The delay before the key's next try; each call counts as one more failure. */
   when(key: string): number;
@@ -118,10 +121,12 @@ export class WorkQueue {
       if (pending.readyAt <= readyAt) return;
       clearTimeout(pending.timer);
     }
+    // setTimeout fires at once for a delay past 2^31-1 ms (about 24.8 days): a far-off renewal would
+    // otherwise be reconciled in a loop. Waking early is harmless; the reconcile asks again.
     const timer = setTimeout(() => {
       this.waiting.delete(key);
       this.add(key);
-    }, ms);
+    }, Math.min(ms, MAX_TIMER_MS));
     timer.unref();
     this.waiting.set(key, { readyAt, timer });
   }

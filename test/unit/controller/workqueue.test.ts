@@ -30,6 +30,14 @@ describe('WorkQueue basics', () => {
     expect(q.len()).toBe(0);
   });
 
+  it('a delay past setTimeout\'s limit (2^31-1 ms) waits instead of firing at once', async () => {
+    const q = new WorkQueue();
+    q.addAfter('far', 2 ** 31 + 60_000);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(q.len()).toBe(0);
+    q.shutDown();
+  });
+
   it('wakes a waiting get() when a key is added', async () => {
     const q = new WorkQueue();
     const p = q.get();
