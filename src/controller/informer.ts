@@ -64,6 +64,11 @@ export interface InformerOptions<T extends KubeObject> {
    * without the server having closed it.
    */
   watchdogMs?: number;
+  /**
+   * Objects per LIST page, of the relist and of the audit; default 500. A page is held whole while it
+   * is parsed: objects anyone can make large (Secrets of up to 1 MiB) need a smaller page.
+   */
+  listPageSize?: number;
   /** Server-side watch timeout, picked at random in [min, max] seconds per watch; default [240, 290]. */
   watchTimeoutSeconds?: [number, number];
   /** Delay between failed attempts: default 500ms growing to 30s, ±20% jitter. */
@@ -384,6 +389,7 @@ export class Informer<T extends KubeObject> {
     const res = await this.opts.client.list<T>(this.type, this.opts.namespace, {
       labelSelector: this.opts.labelSelector,
       fieldSelector: this.opts.fieldSelector,
+      ...(this.opts.listPageSize !== undefined && { limit: this.opts.listPageSize }),
       signal,
       // Each page is transformed as it arrives: the raw list is never held whole.
       transform: (o) => this.transform(o as T),
@@ -438,6 +444,7 @@ export class Informer<T extends KubeObject> {
       const res = await this.opts.client.list<KubeObject>(this.type, this.opts.namespace, {
         labelSelector: this.opts.labelSelector,
         fieldSelector: this.opts.fieldSelector,
+        ...(this.opts.listPageSize !== undefined && { limit: this.opts.listPageSize }),
         metadataOnly: true,
         signal: this.stopController?.signal,
         transform: (o) => ({ metadata: { name: o.metadata?.name, namespace: o.metadata?.namespace, uid: o.metadata?.uid, resourceVersion: o.metadata?.resourceVersion } }) as KubeObject,

@@ -54,6 +54,8 @@ export interface ListOptions extends RequestOptions {
   fieldSelector?: string;
   /** Page size; pages are fetched until the list is complete. Default 500. */
   limit?: number;
+  /** Internal: how many times an expired continue token made this list start over. */
+  restarts?: number;
   /**
    * Applied to each item as its page arrives, so only transformed items are kept while the rest of
    * the list is fetched (the raw page is dropped before the next one is read).
@@ -202,9 +204,12 @@ export class KubeClient {
           opts,
         });
       } catch (err) {
-        // The continue token expired mid-way (410): fall back to one unpaginated list, as client-go's pager does.
+        // The continue token expired mid-way (410): fall back to one unpaginated list, as client-go's
+        // pager does; unless the caller bounded the page (a page of large objects must stay small):
+        // then start over from the first page, twice at most.
         if (cont !== undefined && err instanceof KubeApiError && err.statusCode === 410) {
-          return this.list(type, namespace, { ...opts, limit: 0 });
+          if (opts.limit === undefined) return this.list(type, namespace, { ...opts, limit: 0 });
+          if ((opts.restarts ?? 0) < 2) return this.list(type, namespace, { ...opts, restarts: (opts.restarts ?? 0) + 1 });
         }
         throw err;
       }
