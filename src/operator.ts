@@ -204,10 +204,11 @@ const COUNT_COALESCE_MS = 1000;
 const clientKey = (c: KubeObject): string => keyOf(c.metadata?.namespace, c.metadata?.name as string);
 
 /**
- * A LIST page of Secrets: any tenant may label a Secret of 1 MiB as tokenwarden's, and a page is held
- * whole while it is parsed, so a page is bounded in bytes by its count (about 20 MiB here).
+ * LIST pages of Secrets: any tenant may label a Secret of 1 MiB as tokenwarden's, and a page is held
+ * whole while it is parsed (its text, then its objects), so pages are sized in bytes (512 KiB): one of
+ * a tenant's 1 MiB Secrets a page, about 150 of the operator's own (a few KiB each).
  */
-export const SECRET_LIST_PAGE = 16;
+export const SECRET_LIST_PAGES = { first: 1, bytes: 2 ** 19 };
 
 export interface CacheOptions {
   client: ListWatcher;
@@ -268,7 +269,7 @@ export function buildCaches(opts: CacheOptions): Caches {
           namespace,
           labelSelector: MANAGED_SELECTOR,
           fieldSelector: `type=${ANCHOR_SECRET_TYPE}`,
-          listPageSize: SECRET_LIST_PAGE,
+          listPages: SECRET_LIST_PAGES,
           transform: stripSecret,
           indexers: {
             [NAMESPACE_INDEX]: namespaceIndexFunc,
@@ -286,7 +287,7 @@ export function buildCaches(opts: CacheOptions): Caches {
       type: SECRETS,
       labelSelector: MANAGED_SELECTOR,
       fieldSelector: `type=${TOKEN_SECRET_TYPE}`,
-      listPageSize: SECRET_LIST_PAGE,
+      listPages: SECRET_LIST_PAGES,
       transform: stripSecret,
       indexers: { [NAMESPACE_INDEX]: namespaceIndexFunc },
     }),

@@ -54,6 +54,13 @@ export interface ListOptions extends RequestOptions {
   fieldSelector?: string;
   /** Page size; pages are fetched until the list is complete. Default 500. */
   limit?: number;
+  /**
+   * Aim at pages of about this many bytes: after each page the page size is scaled by how far the
+   * page was from it (from `limit` for the first page, between 1 and 500). A page is held whole while
+   * it is parsed (its text, then its objects), so objects anyone can make large (Secrets of up to
+   * 1 MiB) need pages bounded in bytes, not in count.
+   */
+  pageBytes?: number;
   /** Internal: how many times an expired continue token made this list start over. */
   restarts?: number;
   /**
@@ -148,6 +155,8 @@ interface Call {
   contentType?: string;
   accept?: string;
   opts?: RequestOptions;
+  /** Told the length of the response text, before it is parsed. */
+  onText?: (chars: number) => void;
 }
 
 /** Accept header of a metadata-only list (what client-go's metadata informers ask for). */
@@ -187,7 +196,7 @@ export class KubeClient {
   /** Lists every page; the result's resourceVersion is the one to start a watch from. */
   async list<T extends KubeObject>(type: ResourceType, namespace?: string, opts: ListOptions = {}): Promise<ListResult<T>> {
     const path = collectionPath(type, namespace);
-    const limit = opts.limit ?? 500;
+    let limit = opts.limit ?? 500;
     const items: T[] = [];
     let resourceVersion = '';
     let cont: string | undefined;
@@ -201,6 +210,7 @@ export class KubeClient {
           resource: type.plural,
           query: { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector, limit: limit > 0 ? limit : undefined, continue: cont },
           ...(opts.metadataOnly ? { accept: METADATA_LIST_ACCEPT } : {}),
+          ...(opts.pageBytes !== undefined && limit > 0 && { onText: (chars: number) => (limit = nextPageSize(limit, chars, opts.pageBytes as number)) }),
           opts,
         });
       } catch (err) {
@@ -426,15 +436,19 @@ export class KubeClient {
     try {
       for await (const chunk of body as AsyncIterable<Uint8Array>) {
         buffered += decoder.decode(chunk, { stream: true });
+        let start = 0;
         let nl: number;
-        while ((nl = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, nl).trim();
-          buffered = buffered.slice(nl + 1);
+        while ((nl = buffered.indexOf('\n', start)) >= 0) {
+          const line = buffered.slice(start, nl).trim();
+          start = nl + 1;
           if (line === '') continue;
           // A line that does not parse means the stream is corrupt: end the watch, let the caller restart it.
           const event = parseJson<WatchEvent<T>>(line, `watch ${path}`);
           onEvent(event);
         }
+        // The rest is copied, not sliced: a slice keeps the whole text it was cut from alive (in V8),
+        // and on a quiet watch that is the last event, as large as an object can be, until the next.
+        if (start > 0) buffered = start >= buffered.length ? '' : Buffer.from(buffered.slice(start), 'utf8').toString('utf8');
       }
     } catch (err) {
       if (controller.signal.aborted && !(controller.signal.reason instanceof DOMException && controller.signal.reason.name === 'TimeoutError')) return;
@@ -474,6 +488,7 @@ export class KubeClient {
     } catch (err) {
       throw networkError(method, pathForErrors, err, signal);
     }
+    c.onText?.(text.length);
     return (text === '' ? undefined : parseJson<R>(text, `${method} ${pathForErrors}`)) as R;
   }
 
@@ -542,6 +557,12 @@ export class KubeClient {
     return this.tlsCache;
   }
 }
+
+/** The next page size of a list aiming at `pageBytes` a page, after a page of `limit` objects and `chars` characters. */
+export function nextPageSize(limit: number, chars: number, pageBytes: number): number {
+  return Math.max(1, Math.min(MAX_PAGE_SIZE, Math.floor((limit * pageBytes) / Math.max(chars, 1))));
+}
+const MAX_PAGE_SIZE = 500;
 
 function withTypeMeta<T extends KubeObject>(type: ResourceType, obj: T): T {
   if (obj && typeof obj === 'object' && (obj.apiVersion === undefined || obj.kind === undefined)) {
