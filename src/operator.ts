@@ -203,13 +203,6 @@ const COUNT_COALESCE_MS = 1000;
 
 const clientKey = (c: KubeObject): string => keyOf(c.metadata?.namespace, c.metadata?.name as string);
 
-/**
- * LIST pages of Secrets: any tenant may label a Secret of 1 MiB as tokenwarden's, and a page is held
- * whole while it is parsed (its text, then its objects), so pages are sized in bytes (512 KiB): one of
- * a tenant's 1 MiB Secrets a page, about 150 of the operator's own (a few KiB each).
- */
-export const SECRET_LIST_PAGES = { first: 1, bytes: 2 ** 19 };
-
 export interface CacheOptions {
   client: ListWatcher;
   logger: Logger;
@@ -269,7 +262,6 @@ export function buildCaches(opts: CacheOptions): Caches {
           namespace,
           labelSelector: MANAGED_SELECTOR,
           fieldSelector: `type=${ANCHOR_SECRET_TYPE}`,
-          listPages: SECRET_LIST_PAGES,
           transform: stripSecret,
           indexers: {
             [NAMESPACE_INDEX]: namespaceIndexFunc,
@@ -287,7 +279,6 @@ export function buildCaches(opts: CacheOptions): Caches {
       type: SECRETS,
       labelSelector: MANAGED_SELECTOR,
       fieldSelector: `type=${TOKEN_SECRET_TYPE}`,
-      listPages: SECRET_LIST_PAGES,
       transform: stripSecret,
       indexers: { [NAMESPACE_INDEX]: namespaceIndexFunc },
     }),

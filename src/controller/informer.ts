@@ -64,12 +64,6 @@ export interface InformerOptions<T extends KubeObject> {
    * without the server having closed it.
    */
   watchdogMs?: number;
-  /**
-   * LIST pages (of the relist and of the audit) of about this many bytes, starting from pages of
-   * `first` objects (KubeClient list's pageBytes); default pages of 500 objects. A page is held whole
-   * while it is parsed: objects anyone can make large (Secrets of up to 1 MiB) need pages bounded in bytes.
-   */
-  listPages?: { first: number; bytes: number };
   /** Server-side watch timeout, picked at random in [min, max] seconds per watch; default [240, 290]. */
   watchTimeoutSeconds?: [number, number];
   /** Delay between failed attempts: default 500ms growing to 30s, ±20% jitter. */
@@ -390,7 +384,6 @@ export class Informer<T extends KubeObject> {
     const res = await this.opts.client.list<T>(this.type, this.opts.namespace, {
       labelSelector: this.opts.labelSelector,
       fieldSelector: this.opts.fieldSelector,
-      ...(this.opts.listPages !== undefined && { limit: this.opts.listPages.first, pageBytes: this.opts.listPages.bytes }),
       signal,
       // Each page is transformed as it arrives: the raw list is never held whole.
       transform: (o) => this.transform(o as T),
@@ -445,7 +438,6 @@ export class Informer<T extends KubeObject> {
       const res = await this.opts.client.list<KubeObject>(this.type, this.opts.namespace, {
         labelSelector: this.opts.labelSelector,
         fieldSelector: this.opts.fieldSelector,
-        ...(this.opts.listPages !== undefined && { limit: this.opts.listPages.first, pageBytes: this.opts.listPages.bytes }),
         metadataOnly: true,
         signal: this.stopController?.signal,
         transform: (o) => ({ metadata: { name: o.metadata?.name, namespace: o.metadata?.namespace, uid: o.metadata?.uid, resourceVersion: o.metadata?.resourceVersion } }) as KubeObject,

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { Agent, fetch, ProxyAgent, Socks5ProxyAgent, type Dispatcher } from 'undici';
 import { KubeApiError, parseJson, type KubeStatus } from './errors.ts';
 import { KubeAccess, kubeconfigFromString, type TlsSettings } from './kubeconfig.ts';
+import { ListItemSplitter } from './list-stream.ts';
 import {
   apiVersionOf,
   collectionPath,
@@ -55,17 +56,8 @@ export interface ListOptions extends RequestOptions {
   /** Page size; pages are fetched until the list is complete. Default 500. */
   limit?: number;
   /**
-   * Aim at pages of about this many bytes: after each page the page size is scaled by how far the
-   * page was from it (from `limit` for the first page, between 1 and 500). A page is held whole while
-   * it is parsed (its text, then its objects), so objects anyone can make large (Secrets of up to
-   * 1 MiB) need pages bounded in bytes, not in count.
-   */
-  pageBytes?: number;
-  /** Internal: how many times an expired continue token made this list start over. */
-  restarts?: number;
-  /**
-   * Applied to each item as its page arrives, so only transformed items are kept while the rest of
-   * the list is fetched (the raw page is dropped before the next one is read).
+   * Applied to each item as soon as its text has arrived, so only transformed items are kept: no
+   * page, nor its text, is ever held whole.
    */
   transform?: (item: KubeObject) => KubeObject;
   /**
@@ -155,8 +147,6 @@ interface Call {
   contentType?: string;
   accept?: string;
   opts?: RequestOptions;
-  /** Told the length of the response text, before it is parsed. */
-  onText?: (chars: number) => void;
 }
 
 /** Accept header of a metadata-only list (what client-go's metadata informers ask for). */
@@ -196,43 +186,37 @@ export class KubeClient {
   /** Lists every page; the result's resourceVersion is the one to start a watch from. */
   async list<T extends KubeObject>(type: ResourceType, namespace?: string, opts: ListOptions = {}): Promise<ListResult<T>> {
     const path = collectionPath(type, namespace);
-    let limit = opts.limit ?? 500;
+    const limit = opts.limit ?? 500;
     const items: T[] = [];
     let resourceVersion = '';
     let cont: string | undefined;
     do {
-      let page: { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
+      let page: { metadata?: { resourceVersion?: string; continue?: string } };
+      // Each item is parsed and transformed as its text arrives (list-stream.ts): neither a page's
+      // text nor its raw objects are ever held whole, however large anyone made them.
+      const onItem = (text: string) => {
+        let item = withTypeMeta(type, parseJson<T>(text, `list ${path}`));
+        if (opts.metadataOnly) item = { ...item, apiVersion: apiVersionOf(type), kind: type.kind };
+        items.push(opts.transform ? (opts.transform(item) as T) : item);
+      };
       try {
-        page = await this.call({
+        page = await this.callList({
           verb: 'list',
           method: 'GET',
           path,
           resource: type.plural,
           query: { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector, limit: limit > 0 ? limit : undefined, continue: cont },
           ...(opts.metadataOnly ? { accept: METADATA_LIST_ACCEPT } : {}),
-          ...(opts.pageBytes !== undefined && limit > 0 && { onText: (chars: number) => (limit = nextPageSize(limit, chars, opts.pageBytes as number)) }),
           opts,
-        });
+        }, onItem);
       } catch (err) {
-        // The continue token expired mid-way (410): fall back to one unpaginated list, as client-go's
-        // pager does; unless the caller bounded the page (a page of large objects must stay small):
-        // then start over from the first page, twice at most.
+        // The continue token expired mid-way (410): fall back to one unpaginated list, as client-go's pager does.
         if (cont !== undefined && err instanceof KubeApiError && err.statusCode === 410) {
-          if (opts.limit === undefined) return this.list(type, namespace, { ...opts, limit: 0 });
-          if ((opts.restarts ?? 0) < 2) return this.list(type, namespace, { ...opts, restarts: (opts.restarts ?? 0) + 1 });
+          return this.list(type, namespace, { ...opts, limit: 0 });
         }
         throw err;
       }
       if (cont === undefined) resourceVersion = page.metadata?.resourceVersion ?? '';
-      const raw = page.items ?? [];
-      page.items = undefined;
-      for (let i = 0; i < raw.length; i++) {
-        // Each raw item is released as soon as it is transformed: a page's raw form is never held beside a second copy.
-        let item = withTypeMeta(type, raw[i] as T);
-        if (opts.metadataOnly) item = { ...item, apiVersion: apiVersionOf(type), kind: type.kind };
-        (raw as (T | undefined)[])[i] = undefined;
-        items.push(opts.transform ? (opts.transform(item) as T) : item);
-      }
       cont = page.metadata?.continue || undefined;
     } while (cont !== undefined);
     return { items, resourceVersion };
@@ -488,8 +472,25 @@ export class KubeClient {
     } catch (err) {
       throw networkError(method, pathForErrors, err, signal);
     }
-    c.onText?.(text.length);
     return (text === '' ? undefined : parseJson<R>(text, `${method} ${pathForErrors}`)) as R;
+  }
+
+  /** call() for a list: its items handed to onItem one by one as they arrive, the rest returned. */
+  private async callList<R>(c: Call, onItem: (text: string) => void): Promise<R> {
+    const timeout = AbortSignal.timeout(c.opts?.timeoutMs ?? this.timeoutMs);
+    const signal = c.opts?.signal ? AbortSignal.any([timeout, c.opts.signal]) : timeout;
+    const { response, method, pathForErrors } = await this.send(c, signal);
+    if (!response.ok) throw await errorFrom(response, method, pathForErrors);
+    const splitter = new ListItemSplitter(onItem);
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of (response.body ?? []) as AsyncIterable<Uint8Array>) splitter.push(decoder.decode(chunk, { stream: true }));
+      splitter.push(decoder.decode());
+    } catch (err) {
+      if (err instanceof KubeApiError) throw err;
+      throw networkError(method, pathForErrors, err, signal);
+    }
+    return parseJson<R>(splitter.end(), `${method} ${pathForErrors}`);
   }
 
   /** Sends the request and reports it to onRequest; transport failures become KubeApiError(0). */
@@ -557,12 +558,6 @@ export class KubeClient {
     return this.tlsCache;
   }
 }
-
-/** The next page size of a list aiming at `pageBytes` a page, after a page of `limit` objects and `chars` characters. */
-export function nextPageSize(limit: number, chars: number, pageBytes: number): number {
-  return Math.max(1, Math.min(MAX_PAGE_SIZE, Math.floor((limit * pageBytes) / Math.max(chars, 1))));
-}
-const MAX_PAGE_SIZE = 500;
 
 function withTypeMeta<T extends KubeObject>(type: ResourceType, obj: T): T {
   if (obj && typeof obj === 'object' && (obj.apiVersion === undefined || obj.kind === undefined)) {
