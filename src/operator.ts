@@ -81,18 +81,30 @@ export interface RunningOperator {
   caches: Caches;
 }
 
-/** The longest value of an own annotation kept in the cache (see ownAnnotations), by key; 1 KiB for any other. */
+/**
+ * The longest value of each own annotation of a token Secret kept in the cache: what the operator
+ * writes there is never longer (names are at most 253 characters; audiences, at most 16 of 253, joined
+ * by commas; the renew request it answers is kept on the client up to 1 KiB, slimClient).
+ */
 const OWN_VALUE_CHARS: Record<string, number> = {
-  // policy.audiences joined by commas: at most 16 audiences of 253 characters (api/tier.ts).
-  [AUDIENCES_ANNOTATION]: 4096,
+  // <name> on a token Secret, <namespace>/<name> on an anchor.
+  [CLIENT_ANNOTATION]: 63 + 1 + 253,
+  [TIER_LABEL]: 253,
+  [TOKEN_ID_ANNOTATION]: 253,
+  [EXPIRES_AT_ANNOTATION]: 64,
+  [RENEW_AT_ANNOTATION]: 64,
+  [AUDIENCES_ANNOTATION]: 16 * 254,
+  [EXPIRATION_ANNOTATION]: 32,
+  [RENEWED_FOR_ANNOTATION]: 1024,
 };
-const DEFAULT_OWN_VALUE_CHARS = 1024;
+/** The longest renew request a client's cache keeps (its answer, renewed-for, is kept up to this too). */
+const RENEW_REQUEST_CHARS = 1024;
 /** Labels and annotations of their own type (the template's) kept on a client's token Secret, in characters. */
 const FOREIGN_METADATA_CHARS = 4096;
 
 /** The annotations of `keys` whose value is within its bound: anything longer was not written by the operator. */
 function ownAnnotations(annotations: Record<string, string> | undefined, keys: readonly string[]): Record<string, string> | undefined {
-  return pickKeys(annotations, (key) => keys.includes(key) && (annotations?.[key] as string).length <= (OWN_VALUE_CHARS[key] ?? DEFAULT_OWN_VALUE_CHARS));
+  return pickKeys(annotations, (key) => keys.includes(key) && (annotations?.[key] as string).length <= (OWN_VALUE_CHARS[key] ?? 0));
 }
 
 /** The metadata the reconcilers read of a Secret or ServiceAccount, built whole (see slimMetadata). */
@@ -193,7 +205,7 @@ const isOwnKey = (key: string): boolean => /^(?:[a-z0-9-]+\.)*tokenwarden\.io\//
 export function slimClient(client: ServiceAccountClient): ServiceAccountClient {
   // One copy: the last-applied annotation is not an own key, and managedFields is left out here.
   const { labels, annotations, managedFields: _managedFields, ...meta } = client.metadata as ServiceAccountClient['metadata'] & { managedFields?: unknown };
-  const keep = (key: string) => isOwnKey(key) && (key !== RENEW_REQUESTED_AT_ANNOTATION || (annotations?.[key] as string).length <= DEFAULT_OWN_VALUE_CHARS);
+  const keep = (key: string) => isOwnKey(key) && (key !== RENEW_REQUESTED_AT_ANNOTATION || (annotations?.[key] as string).length <= RENEW_REQUEST_CHARS);
   const own = { labels: pickKeys(labels, isOwnKey), annotations: pickKeys(annotations, keep) };
   return { ...client, metadata: { ...meta, ...(own.labels && { labels: own.labels }), ...(own.annotations && { annotations: own.annotations }) } };
 }
