@@ -8,6 +8,10 @@
  *             apiserver_request_total), reconciles per client, ratio to the floor;
  *   steady    a window with nothing to do (tokens of 1h): the operator's writes (should be 0) and reads;
  *   cold      restart over N Ready clients: spawn -> ready (caches synced) -> every client reconciled, writes;
+ *   ballast   a tenant's objects labelled as tokenwarden's in her own namespace (50 token and 50 anchor
+ *             Secrets, 100 ServiceAccounts, 250 KiB of annotations each, fake tokens with 35,000
+ *             audiences): the operator's heap and RSS before, with them and after a restart over them
+ *             (bench/lib/phases/ballast.ts); the ballast is deleted afterwards;
  *   move      N/10 clients change tier at once (the premium Tier gains their group): time until every
  *             old token fails TokenReview (uncached: a one-off extra audience), time until all Ready again;
  *   failure   TokenRequest refused by an admission policy for --refusal (1m) while N/20 new clients and
@@ -65,12 +69,13 @@ import {
   tierObject,
   type ClientDef,
 } from './lib/workload.ts';
+import { runBallast, type BallastResult } from './lib/phases/ballast.ts';
 import { runFailure, type FailureResult } from './lib/phases/failure.ts';
 import { expectedResolutions, resolutionSummary, settled, type Expected, type ResolutionSummary } from './lib/resolution.ts';
 import { SHAPES, GITOPS_FIELD_MANAGER, appliedClientObject, bindingObject, bindings as bindingDefs, shapeHasBindings, shapeUsesSsa, type Shape } from './lib/workload.ts';
 import { writeReport } from './report.ts';
 
-const PHASES = ['floor', 'create', 'steady', 'cold', 'move', 'failure', 'rotation'] as const;
+const PHASES = ['floor', 'create', 'steady', 'cold', 'ballast', 'move', 'failure', 'rotation'] as const;
 type Phase = (typeof PHASES)[number];
 
 const { values: flags } = parseArgs({
@@ -245,6 +250,7 @@ interface SizeResult {
     profile: ReconcileProfile | undefined;
   };
   failure?: FailureResult;
+  ballast?: BallastResult;
   /** Per phase: the operator's memory (cgroup figures when it ran inside one). */
   memory?: Record<string, PhaseMemory>;
   /** Set when the kernel OOM-killed the operator: the run failed. */
@@ -593,6 +599,45 @@ async function runSize(n: number): Promise<SizeResult> {
         cpu,
       };
       log(`N=${n}: cold start: ready ${res.cold.readyMs} ms, all reconciled ${res.cold.allReconciledMs} ms, ${res.cold.writes} writes`);
+    });
+
+    // ---------------------------------------------------------------- a tenant's ballast
+    await phase('ballast', async () => {
+      const victim = defs[0];
+      if (victim === undefined) throw new Error('no client to name');
+      const victimObj = await admin.get(R.client, namespaceOf(victim), victim.name);
+      let restarts = 0;
+      res.ballast = await runBallast({
+        admin,
+        namespace: tenantNamespace('bench', (victim.tenant + 1) % TENANTS),
+        count: 50,
+        clientUid: victimObj.metadata.uid as string,
+        tier: 'free',
+        memory: async () => {
+          const m = await (op as OperatorProcess).metrics();
+          return { heapUsedBytes: m.heapUsedBytes, rssBytes: m.rssBytes };
+        },
+        restart: async () => {
+          peakRss.push(op?.peakRss() ?? 0);
+          await op?.stop();
+          op = await OperatorProcess.start({
+            root: options.operatorRoot,
+            kubeconfig: bc.operatorKubeconfig,
+            namespacePrefix: 'bench',
+            selector: `${RUN_LABEL}=${runId}`,
+            workers: options.workers,
+            logLevel: options.logLevel,
+            logPath: path.join(workDir, `operator-ballast-${++restarts}.log`),
+            ...memoryOf,
+          });
+          return Math.round((await op.waitReady()) - op.spawnedAt);
+        },
+        log: (line) => log(`N=${n}: ${line}`),
+      });
+      const b = res.ballast;
+      log(
+        `N=${n}: ballast: heap ${mib(b.before.heapUsedBytes)} -> ${mib(b.withBallast.heapUsedBytes)} MiB (${(b.heapChange * 100).toFixed(1)} %), RSS ${mib(b.before.rssBytes)} -> ${mib(b.withBallast.rssBytes)} MiB; restarted over it in ${b.restarted.readyMs} ms: heap ${mib(b.restarted.heapUsedBytes)} MiB, RSS ${mib(b.restarted.rssBytes)} MiB`,
+      );
     });
 
     // ---------------------------------------------------------------- tier move

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { Agent, fetch, ProxyAgent, Socks5ProxyAgent, type Dispatcher } from 'undici';
 import { KubeApiError, parseJson, type KubeStatus } from './errors.ts';
 import { KubeAccess, kubeconfigFromString, type TlsSettings } from './kubeconfig.ts';
+import { ListItemSplitter } from './list-stream.ts';
 import {
   apiVersionOf,
   collectionPath,
@@ -55,8 +56,8 @@ export interface ListOptions extends RequestOptions {
   /** Page size; pages are fetched until the list is complete. Default 500. */
   limit?: number;
   /**
-   * Applied to each item as its page arrives, so only transformed items are kept while the rest of
-   * the list is fetched (the raw page is dropped before the next one is read).
+   * Applied to each item as soon as its text has arrived, so only transformed items are kept: no
+   * page, nor its text, is ever held whole.
    */
   transform?: (item: KubeObject) => KubeObject;
   /**
@@ -190,9 +191,16 @@ export class KubeClient {
     let resourceVersion = '';
     let cont: string | undefined;
     do {
-      let page: { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
+      let page: { metadata?: { resourceVersion?: string; continue?: string } };
+      // Each item is parsed and transformed as its text arrives (list-stream.ts): neither a page's
+      // text nor its raw objects are ever held whole, however large anyone made them.
+      const onItem = (text: string) => {
+        let item = withTypeMeta(type, parseJson<T>(text, `list ${path}`));
+        if (opts.metadataOnly) item = { ...item, apiVersion: apiVersionOf(type), kind: type.kind };
+        items.push(opts.transform ? (opts.transform(item) as T) : item);
+      };
       try {
-        page = await this.call({
+        page = await this.callList({
           verb: 'list',
           method: 'GET',
           path,
@@ -200,7 +208,7 @@ export class KubeClient {
           query: { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector, limit: limit > 0 ? limit : undefined, continue: cont },
           ...(opts.metadataOnly ? { accept: METADATA_LIST_ACCEPT } : {}),
           opts,
-        });
+        }, onItem);
       } catch (err) {
         // The continue token expired mid-way (410): fall back to one unpaginated list, as client-go's pager does.
         if (cont !== undefined && err instanceof KubeApiError && err.statusCode === 410) {
@@ -209,15 +217,6 @@ export class KubeClient {
         throw err;
       }
       if (cont === undefined) resourceVersion = page.metadata?.resourceVersion ?? '';
-      const raw = page.items ?? [];
-      page.items = undefined;
-      for (let i = 0; i < raw.length; i++) {
-        // Each raw item is released as soon as it is transformed: a page's raw form is never held beside a second copy.
-        let item = withTypeMeta(type, raw[i] as T);
-        if (opts.metadataOnly) item = { ...item, apiVersion: apiVersionOf(type), kind: type.kind };
-        (raw as (T | undefined)[])[i] = undefined;
-        items.push(opts.transform ? (opts.transform(item) as T) : item);
-      }
       cont = page.metadata?.continue || undefined;
     } while (cont !== undefined);
     return { items, resourceVersion };
@@ -421,15 +420,19 @@ export class KubeClient {
     try {
       for await (const chunk of body as AsyncIterable<Uint8Array>) {
         buffered += decoder.decode(chunk, { stream: true });
+        let start = 0;
         let nl: number;
-        while ((nl = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, nl).trim();
-          buffered = buffered.slice(nl + 1);
+        while ((nl = buffered.indexOf('\n', start)) >= 0) {
+          const line = buffered.slice(start, nl).trim();
+          start = nl + 1;
           if (line === '') continue;
           // A line that does not parse means the stream is corrupt: end the watch, let the caller restart it.
           const event = parseJson<WatchEvent<T>>(line, `watch ${path}`);
           onEvent(event);
         }
+        // The rest is copied, not sliced: a slice keeps the whole text it was cut from alive (in V8),
+        // and on a quiet watch that is the last event, as large as an object can be, until the next.
+        if (start > 0) buffered = start >= buffered.length ? '' : Buffer.from(buffered.slice(start), 'utf8').toString('utf8');
       }
     } catch (err) {
       if (controller.signal.aborted && !(controller.signal.reason instanceof DOMException && controller.signal.reason.name === 'TimeoutError')) return;
@@ -470,6 +473,24 @@ export class KubeClient {
       throw networkError(method, pathForErrors, err, signal);
     }
     return (text === '' ? undefined : parseJson<R>(text, `${method} ${pathForErrors}`)) as R;
+  }
+
+  /** call() for a list: its items handed to onItem one by one as they arrive, the rest returned. */
+  private async callList<R>(c: Call, onItem: (text: string) => void): Promise<R> {
+    const timeout = AbortSignal.timeout(c.opts?.timeoutMs ?? this.timeoutMs);
+    const signal = c.opts?.signal ? AbortSignal.any([timeout, c.opts.signal]) : timeout;
+    const { response, method, pathForErrors } = await this.send(c, signal);
+    if (!response.ok) throw await errorFrom(response, method, pathForErrors);
+    const splitter = new ListItemSplitter(onItem);
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of (response.body ?? []) as AsyncIterable<Uint8Array>) splitter.push(decoder.decode(chunk, { stream: true }));
+      splitter.push(decoder.decode());
+    } catch (err) {
+      if (err instanceof KubeApiError) throw err;
+      throw networkError(method, pathForErrors, err, signal);
+    }
+    return parseJson<R>(splitter.end(), `${method} ${pathForErrors}`);
   }
 
   /** Sends the request and reports it to onRequest; transport failures become KubeApiError(0). */

@@ -24,8 +24,28 @@ interface RawClaims {
   };
 }
 
-/** The claims, or undefined when the text is not a ServiceAccount JWT. Never throws. */
+/**
+ * Bounds on what is read from a token nobody has verified: anyone may put any text under the token
+ * key of a Secret labelled as tokenwarden's, and what is read stays in the cache. A real token of a
+ * tier (at most 16 audiences of 253 characters, names of at most 253) is far below each.
+ */
+export const CLAIM_LIMITS = {
+  /** Characters of the whole token. */
+  tokenChars: 16 * 1024,
+  /** Entries of aud. */
+  audiences: 32,
+  /** Characters of each aud entry, namespace, name and uid. */
+  valueChars: 512,
+} as const;
+
+const bounded = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && value.length <= CLAIM_LIMITS.valueChars;
+
+/**
+ * The claims, or undefined when the text is not a ServiceAccount JWT or exceeds CLAIM_LIMITS (which
+ * a token the API server minted for a tier never does). Never throws.
+ */
 export function readTokenClaims(token: string): TokenClaims | undefined {
+  if (token.length > CLAIM_LIMITS.tokenChars) return undefined;
   const parts = token.split('.');
   if (parts.length !== 3 || parts[1] === undefined) return undefined;
   let parsed: unknown;
@@ -39,17 +59,22 @@ export function readTokenClaims(token: string): TokenClaims | undefined {
   const raw = parsed as RawClaims;
   const k8s = raw['kubernetes.io'];
   const sa = k8s?.serviceaccount;
-  if (typeof raw.exp !== 'number' || typeof raw.iat !== 'number' || !k8s?.namespace || !sa?.name || !sa.uid) {
+  if (typeof raw.exp !== 'number' || typeof raw.iat !== 'number' || !bounded(k8s?.namespace) || !bounded(sa?.name) || !bounded(sa?.uid)) {
     return undefined;
   }
+  const audiences: unknown[] = Array.isArray(raw.aud) ? raw.aud : raw.aud ? [raw.aud] : [];
+  if (audiences.length > CLAIM_LIMITS.audiences || !audiences.every(bounded)) return undefined;
   const claims: TokenClaims = {
-    audiences: Array.isArray(raw.aud) ? raw.aud : raw.aud ? [raw.aud] : [],
+    audiences: [...audiences],
     issuedAtMs: raw.iat * 1000,
     expiresAtMs: raw.exp * 1000,
     namespace: k8s.namespace,
     serviceAccountName: sa.name,
     serviceAccountUid: sa.uid,
   };
-  if (k8s.secret?.name) claims.boundSecretName = k8s.secret.name;
+  if (k8s.secret?.name) {
+    if (!bounded(k8s.secret.name)) return undefined;
+    claims.boundSecretName = k8s.secret.name;
+  }
   return claims;
 }

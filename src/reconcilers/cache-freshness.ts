@@ -11,22 +11,25 @@ import type { KubeObject } from '../kube/resources.ts';
  * resourceVersion the informer has read up to tells whether that absence is news or a lag.
  */
 export class CacheFreshness {
-  private readonly written = new Map<string, string>();
+  private readonly written = new Map<string, { version: string; namespace: string | undefined }>();
 
   /** Remember the version a write produced. `key` names the object, e.g. "Secret/ns/name". */
   wrote(key: string, obj: KubeObject | undefined): void {
     const version = obj?.metadata?.resourceVersion;
-    if (version !== undefined) this.written.set(key, version);
+    if (version !== undefined) this.written.set(key, { version, namespace: obj?.metadata?.namespace });
   }
 
   /**
    * True when the cache reflects the operator's last write of the object: the cached copy is at least
    * that new, or the informer has read its watch past that version (so a missing object is really
-   * gone, not yet to come).
+   * gone, not yet to come). `cacheVersion` may depend on the namespace of the object written: a
+   * cache made of one watch per namespace (controller/namespaced-informers.ts) has one per namespace.
    */
-  caughtUp(key: string, cached: KubeObject | undefined, cacheVersion: string): boolean {
-    const expected = this.written.get(key);
-    if (expected === undefined) return true;
+  caughtUp(key: string, cached: KubeObject | undefined, cacheVersion: string | ((namespace: string | undefined) => string)): boolean {
+    const write = this.written.get(key);
+    if (write === undefined) return true;
+    const expected = write.version;
+    if (typeof cacheVersion === 'function') cacheVersion = cacheVersion(write.namespace);
     const seen = cached?.metadata?.resourceVersion;
     if ((seen !== undefined && newerOrSame(seen, expected)) || (cacheVersion !== '' && newerOrSame(cacheVersion, expected))) {
       this.written.delete(key);

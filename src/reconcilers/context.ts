@@ -1,6 +1,7 @@
 import type { ServiceAccountClient, TenantBinding, Tier } from '../api/index.ts';
 import type { EventRecorder } from '../controller/events.ts';
 import type { Informer } from '../controller/informer.ts';
+import type { NamespacedInformers } from '../controller/namespaced-informers.ts';
 import type { Logger } from '../controller/logger.ts';
 import type { KubeClient } from '../kube/client.ts';
 import type { KubeObject } from '../kube/resources.ts';
@@ -48,7 +49,7 @@ export const INDEX = {
   clientBySubjectGroup: 'subjectGroup',
   /** Clients on the default tier or on none, under the one key DEFAULT_OR_NONE. */
   clientOnDefaultOrNone: 'defaultOrNone',
-  /** Anchors by the uid of their client. */
+  /** Anchors by the uid of their client (caches.anchors). */
   anchorByClientUid: 'clientUid',
   /** ServiceAccounts by the uid of each client recorded as using them (policy/service-account-use.ts). */
   serviceAccountByClientUid: 'clientUid',
@@ -64,12 +65,22 @@ export interface OperatorConfig {
   selector: string;
 }
 
+/**
+ * What the operator caches, and where (docs/operator-contract.md, "What it trusts"): its own kinds by
+ * --selector; ServiceAccounts and anchors only in tier namespaces (tierNamespaces), which tenants
+ * cannot create or label, so nothing a tenant labels elsewhere enters them; token Secrets in any
+ * namespace (clients live anywhere), selected by type and label and cut down to what decisions read.
+ */
 export interface Caches {
   tiers: Informer<Tier>;
   bindings: Informer<TenantBinding>;
   clients: Informer<ServiceAccountClient>;
   namespaces: Informer<Namespace>;
-  serviceAccounts: Informer<ServiceAccount>;
+  /** ServiceAccounts labelled as tokenwarden's, in tier namespaces only. */
+  serviceAccounts: NamespacedInformers<ServiceAccount>;
+  /** Secrets of type tokenwarden.io/anchor labelled as tokenwarden's, in tier namespaces only. */
+  anchors: NamespacedInformers<CachedSecret>;
+  /** Secrets of type tokenwarden.io/token labelled as tokenwarden's, in every namespace, without their values. */
   secrets: Informer<CachedSecret>;
   roleBindings: Informer<Binding>;
   clusterRoleBindings: Informer<Binding>;
@@ -93,6 +104,14 @@ export interface OperatorContext {
 /** The namespace of a tier: spec.namespace, or "<prefix>-tier-<name>". */
 export function tierNamespace(tier: Tier, prefix: string): string {
   return tier.spec.namespace !== '' ? tier.spec.namespace : `${prefix}-tier-${tier.metadata.name}`;
+}
+
+/**
+ * The namespaces of every Tier this instance manages, being deleted or not (its finalizer still
+ * sweeps there): the only namespaces where ServiceAccounts and anchors are watched and acted on.
+ */
+export function tierNamespaces(tiers: readonly Tier[], prefix: string): Set<string> {
+  return new Set(tiers.map((tier) => tierNamespace(tier, prefix)));
 }
 
 /** Tiers that exist and are not being deleted, which clients may resolve to. */

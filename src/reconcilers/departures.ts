@@ -73,7 +73,7 @@ export function departuresReconciler(op: OperatorContext): ReconcileFunc {
 function departedClients(op: OperatorContext, tierName: string, namespace: string, scope: string, among?: Set<string>): Map<string, string> {
   const departed = new Map<string, string>();
   const judged = new Set<string>();
-  const anchors = among === undefined ? op.caches.secrets.byIndex('namespace', namespace) : [...among].flatMap((uid) => op.caches.secrets.byIndex(INDEX.anchorByClientUid, uid));
+  const anchors = among === undefined ? op.caches.anchors.byIndex('namespace', namespace) : [...among].flatMap((uid) => op.caches.anchors.byIndex(INDEX.anchorByClientUid, uid));
   for (const anchor of anchors) {
     const labels = anchor.metadata?.labels;
     const uid = labels?.[CLIENT_UID_LABEL];

@@ -61,13 +61,16 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
       return;
     }
     const client = parsed.data;
-    // Whatever it decides next rests on the Secret cache: it must show the client's Secret as last
-    // written and every anchor made for the client (finalize must revoke them all).
+    // Whatever it decides next rests on the Secret caches: they must show the client's Secret as last
+    // written and every anchor made for the client (finalize must revoke them all), in the namespace
+    // the last one was made in; and the tier namespaces' caches must have listed (a Tier just added).
     const secretName = defaultSecretName(client);
     const secrets = op.caches.secrets;
     if (
+      !op.caches.anchors.hasSynced() ||
+      !op.caches.serviceAccounts.hasSynced() ||
       !op.freshness.caughtUp(secretRef(namespace as string, secretName), secrets.get(namespace, secretName), secrets.lastResourceVersion()) ||
-      !op.freshness.caughtUp(anchorsRef(client), undefined, secrets.lastResourceVersion())
+      !op.freshness.caughtUp(anchorsRef(client), undefined, (anchorNamespace) => op.caches.anchors.lastResourceVersion(anchorNamespace))
     ) {
       return { requeueAfterMs: 100 };
     }

@@ -227,7 +227,7 @@ async function sweep(op: OperatorContext, namespace: string): Promise<number | u
       again = Math.min(again ?? Infinity, 1000);
     }
   }
-  for (const anchor of op.caches.secrets.byIndex('namespace', namespace)) {
+  for (const anchor of op.caches.anchors.byIndex('namespace', namespace)) {
     if (anchor.type !== ANCHOR_SECRET_TYPE) continue;
     // Only this instance's anchors: another instance's clients are not in this cache. Anchors made
     // before anchors carried a scope are judged only by an instance that manages every client.

@@ -138,7 +138,8 @@ const STAGES: Stage[] = [
   {
     name: 'start: lists every kind it caches, acquires the lease',
     needs: [
-      'list tiers', 'list tenantbindings', 'list serviceaccountclients', 'list namespaces', 'list serviceaccounts', 'list secrets',
+      // Not serviceaccounts: they are listed per tier namespace, once there is a Tier (the client stage).
+      'list tiers', 'list tenantbindings', 'list serviceaccountclients', 'list namespaces', 'list secrets',
       'list rolebindings', 'list clusterrolebindings', 'get leases', 'create leases',
     ],
     run: async (r, t) => {
@@ -186,7 +187,7 @@ const STAGES: Stage[] = [
     name: 'client: TenantBinding, ServiceAccount, token, Secrets, statuses, Event',
     needs: [
       'watch tenantbindings', 'watch serviceaccountclients', 'watch namespaces', 'patch serviceaccountclients', 'patch serviceaccountclients/status',
-      'patch tenantbindings/status', 'create serviceaccounts', 'create serviceaccounts/token', 'create secrets',
+      'patch tenantbindings/status', 'list serviceaccounts', 'create serviceaccounts', 'create serviceaccounts/token', 'create secrets',
     ],
     run: async (r, t) => {
       await createBinding(r.op, tenantNs, r.tb, { tierRef: { name: r.t1 }, subjects: [{ kind: 'User', name: ALICE }, { kind: 'User', name: BOB }] });

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { readTokenClaims } from '../../src/policy/token-claims.ts';
+import { CLAIM_LIMITS, readTokenClaims } from '../../src/policy/token-claims.ts';
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
 const jwt = (payload: unknown, header: unknown = { alg: 'RS256', kid: 'k1' }): string => `${b64(header)}.${b64(payload)}.c2lnbmF0dXJl`;
@@ -173,5 +173,27 @@ describe('readTokenClaims', () => {
         },
       ),
     );
+  });
+
+  it('reads the largest token a tier can be given: 16 audiences of 253 characters, names of 253', () => {
+    const long = (c: string) => c.repeat(253);
+    const p = payload();
+    p.aud = Array.from({ length: 16 }, (_, i) => `${i}`.padEnd(253, 'a'));
+    p['kubernetes.io'] = { namespace: long('n').slice(0, 63), serviceaccount: { name: long('s'), uid: 'u'.repeat(36) }, secret: { name: long('b'), uid: 'x' } };
+    expect(readTokenClaims(jwt(p))?.audiences).toHaveLength(16);
+  });
+
+  it('is undefined for a token beyond its bounds: too long, too many audiences, a value too long, an audience that is no string', () => {
+    const withAud = (aud: unknown) => ({ ...payload(), aud });
+    expect(readTokenClaims(jwt(withAud(Array.from({ length: CLAIM_LIMITS.audiences + 1 }, (_, i) => `a${i}`)))), 'too many audiences').toBeUndefined();
+    expect(readTokenClaims(jwt(withAud(['x'.repeat(CLAIM_LIMITS.valueChars + 1)]))), 'an audience too long').toBeUndefined();
+    expect(readTokenClaims(jwt(withAud([1, 2]))), 'audiences that are no strings').toBeUndefined();
+    // The issue's ballast: 35,000 audiences.
+    expect(readTokenClaims(jwt(withAud(Array.from({ length: 35_000 }, (_, i) => `a${i}`))))).toBeUndefined();
+    const p = payload();
+    (p['kubernetes.io'] as { serviceaccount: { name: string } }).serviceaccount.name = 'n'.repeat(CLAIM_LIMITS.valueChars + 1);
+    expect(readTokenClaims(jwt(p)), 'a ServiceAccount name too long').toBeUndefined();
+    const padded = jwt({ ...payload(), pad: 'p'.repeat(CLAIM_LIMITS.tokenChars) });
+    expect(readTokenClaims(padded), 'a token longer than the bound').toBeUndefined();
   });
 });

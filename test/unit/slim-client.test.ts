@@ -55,6 +55,14 @@ describe('slimClient', () => {
     expect(cached.apiVersion).toBe(raw.apiVersion);
   });
 
+  it('drops a renew request longer than the 1 KiB its answer on the Secret may have in the cache (an answer never seen is asked again forever)', () => {
+    const raw = appliedClient();
+    raw.metadata.annotations = { [RENEW_REQUESTED_AT_ANNOTATION]: 'x'.repeat(1025) };
+    expect(slimClient(raw).metadata.annotations).toBeUndefined();
+    raw.metadata.annotations = { [RENEW_REQUESTED_AT_ANNOTATION]: 'x'.repeat(1024) };
+    expect(slimClient(raw).metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION]).toHaveLength(1024);
+  });
+
   it('builds the cached client whole: no object of it is a V8 dictionary', () => {
     expect(dictionaryObjects(slimClient(appliedClient()))).toEqual([]);
   });

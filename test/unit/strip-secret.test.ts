@@ -4,7 +4,7 @@
  * no token, no other data, no stringData and no managedFields stay in the cache.
  */
 import { describe, expect, it } from 'vitest';
-import { stripSecret } from '../../src/operator.ts';
+import { slimServiceAccount, stripSecret } from '../../src/operator.ts';
 import type { CachedSecret } from '../../src/reconcilers/context.ts';
 import { dictionaryObjects } from './support/v8-shape.ts';
 
@@ -110,6 +110,91 @@ describe('stripSecret', () => {
     const parsed = JSON.parse(JSON.stringify(secret('tokenwarden.io/token', { token: b64(TOKEN) }, { stringData: { extra: 'x' } }))) as RawSecret;
     const cached = stripSecret(parsed);
     expect(cached.tokenClaims).not.toBe('unreadable');
+    expect(dictionaryObjects(cached)).toEqual([]);
+  });
+
+  it('keeps nothing else anyone wrote on a token Secret: no foreign label or annotation, no own annotation longer than the operator writes', () => {
+    const big = 'x'.repeat(250 * 1024);
+    const cached = stripSecret(
+      secret('tokenwarden.io/token', { token: b64(TOKEN) }, {
+        metadata: {
+          name: 'ballast',
+          namespace: 'mallory',
+          uid: 'u',
+          resourceVersion: '1',
+          labels: { 'app.kubernetes.io/managed-by': 'tokenwarden', 'tokenwarden.io/extra': 'x', team: 'm' },
+          annotations: { 'ballast.example.com/fill': big, 'tokenwarden.io/requested-audiences': big, 'tokenwarden.io/renewed-for': big, 'tokenwarden.io/client': 'c' },
+          ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'x', uid: 'o1' }],
+        },
+      }),
+    );
+    expect(cached.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'tokenwarden' });
+    expect(cached.metadata?.annotations).toEqual({ 'tokenwarden.io/client': 'c' });
+    expect(cached.metadata?.ownerReferences).toBeUndefined();
+    expect(JSON.stringify(cached).length).toBeLessThan(2048);
+  });
+
+  it('keeps the template\'s labels and annotations on a Secret a client controls, up to 4 KiB of them, and only its controller reference', () => {
+    const owner = { apiVersion: 'tokenwarden.io/v1alpha1', kind: 'ServiceAccountClient', name: 'alice-notebook', uid: 'client-uid', controller: true };
+    const meta = (annotations: Record<string, string>) => ({
+      name: 'alice-notebook-token',
+      namespace: 'team-a',
+      uid: 'u',
+      resourceVersion: '1',
+      labels: { 'app.kubernetes.io/managed-by': 'tokenwarden', team: 'ml' },
+      annotations: { 'tokenwarden.io/client': 'alice-notebook', ...annotations },
+      ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'other', uid: 'o2' }, owner],
+    });
+    const small = stripSecret(secret('tokenwarden.io/token', { token: b64(TOKEN) }, { metadata: meta({ note: 'notebook' }) }));
+    expect(small.metadata?.labels).toEqual({ team: 'ml', 'app.kubernetes.io/managed-by': 'tokenwarden' });
+    expect(small.metadata?.annotations).toEqual({ note: 'notebook', 'tokenwarden.io/client': 'alice-notebook' });
+    expect(small.metadata?.ownerReferences).toEqual([owner]);
+    const large = stripSecret(secret('tokenwarden.io/token', { token: b64(TOKEN) }, { metadata: meta({ note: 'n'.repeat(5000) }) }));
+    expect(large.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'tokenwarden' });
+    expect(large.metadata?.annotations).toEqual({ 'tokenwarden.io/client': 'alice-notebook' });
+  });
+
+  it('a token beyond the claims\' bounds (35,000 audiences) is "unreadable", and nothing of it is kept', () => {
+    const b64url = (value: unknown): string => Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
+    const aud = Array.from({ length: 35_000 }, (_, i) => `a${i}`);
+    const huge = `${b64url({ alg: 'RS256' })}.${b64url({ aud, iat: IAT, exp: EXP, 'kubernetes.io': { namespace: 'x', serviceaccount: { name: 'x', uid: 'x' } } })}.sig`;
+    const cached = stripSecret(secret('tokenwarden.io/token', { token: b64(huge) }));
+    expect(cached.tokenClaims).toBe('unreadable');
+    expect(JSON.stringify(cached).length).toBeLessThan(1024);
+  });
+
+  it('an anchor keeps its own labels and annotation only', () => {
+    const cached = stripSecret(
+      secret('tokenwarden.io/anchor', undefined, {
+        metadata: {
+          name: 'alice-notebook-x7k2p',
+          namespace: 'tokenwarden-tier-free',
+          labels: { 'app.kubernetes.io/managed-by': 'tokenwarden', 'tokenwarden.io/tier': 'free', 'tokenwarden.io/client-uid': 'c', 'tokenwarden.io/scope': 's', 'tokenwarden.io/client-namespace': 'team-a', other: 'x' },
+          annotations: { 'tokenwarden.io/client': 'team-a/alice-notebook', fill: 'x'.repeat(1000) },
+        },
+      }),
+    );
+    expect(Object.keys(cached.metadata?.labels ?? {}).sort()).toEqual(['app.kubernetes.io/managed-by', 'tokenwarden.io/client-namespace', 'tokenwarden.io/client-uid', 'tokenwarden.io/scope', 'tokenwarden.io/tier']);
+    expect(cached.metadata?.annotations).toEqual({ 'tokenwarden.io/client': 'team-a/alice-notebook' });
+  });
+});
+
+describe('slimServiceAccount', () => {
+  it('keeps the operator\'s label, the tier\'s, the user and the records of use; nothing else', () => {
+    const cached = slimServiceAccount({
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: {
+        name: 'alice-example-com-ff8d9819fc',
+        namespace: 'tokenwarden-tier-free',
+        uid: 'sa',
+        resourceVersion: '3',
+        labels: { 'app.kubernetes.io/managed-by': 'tokenwarden', 'tokenwarden.io/tier': 'free', other: 'x' },
+        annotations: { 'tokenwarden.io/user': 'alice@example.com', 'clients.tokenwarden.io/c1': 'scope', fill: 'x'.repeat(1000) },
+      },
+    } as Parameters<typeof slimServiceAccount>[0]);
+    expect(cached.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'tokenwarden', 'tokenwarden.io/tier': 'free' });
+    expect(cached.metadata?.annotations).toEqual({ 'tokenwarden.io/user': 'alice@example.com', 'clients.tokenwarden.io/c1': 'scope' });
     expect(dictionaryObjects(cached)).toEqual([]);
   });
 });

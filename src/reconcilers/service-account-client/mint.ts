@@ -74,7 +74,7 @@ export async function mintToken(
 function reusableAnchor(op: OperatorContext, clientUid: string, namespace: string, tierName: string): AnchorRef | undefined {
   const remembered = op.unusedAnchors.take(clientUid);
   if (remembered === undefined) return undefined;
-  const cached = op.caches.secrets.get(remembered.namespace, remembered.name);
+  const cached = op.caches.anchors.get(remembered.namespace, remembered.name);
   const view =
     cached === undefined
       ? undefined

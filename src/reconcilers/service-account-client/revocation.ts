@@ -20,7 +20,7 @@ export const anchorsRef = (client: Client): string => `Anchors/${client.metadata
  * those the operator made, never a look-alike that merely carries the client's uid.
  */
 export function anchorsOf(op: OperatorContext, client: Client): CachedSecret[] {
-  return op.caches.secrets
+  return op.caches.anchors
     .byIndex(INDEX.anchorByClientUid, client.metadata.uid as string)
     .filter((secret) => isTrustedAnchor(op.caches, op.config.namespacePrefix, secret));
 }

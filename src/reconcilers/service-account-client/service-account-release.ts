@@ -3,11 +3,15 @@
  * no client of that user remains in that tier. The delete carries a resourceVersion precondition
  * (policy/service-account-use.ts): a ServiceAccount is never deleted under a client that has just
  * started to use it, nor under a client of another instance.
+ *
+ * Only ServiceAccounts in a tier namespace are ever released: the ServiceAccount cache watches
+ * nothing else (operator.ts buildCaches), so a look-alike elsewhere (a tenant's ServiceAccount
+ * labelled as tokenwarden's and annotated with someone's client uid) is neither found nor written.
  */
 import { isNotFound } from '../../kube/errors.ts';
 import { SERVICE_ACCOUNTS } from '../../kube/resources.ts';
 import { instanceScope, serviceAccountUsers, useAnnotation } from '../../policy/service-account-use.ts';
-import { INDEX, type OperatorContext, type ServiceAccount } from '../context.ts';
+import { INDEX, tierNamespaces, type OperatorContext, type ServiceAccount } from '../context.ts';
 import type { Client } from './status.ts';
 
 /**
@@ -58,6 +62,8 @@ export async function deleteIfUnused(op: OperatorContext, account: ServiceAccoun
 
 /** Releases one ServiceAccount: deleted when no one else uses it, else this client's record of use removed. */
 export async function deleteServiceAccountIfUnused(op: OperatorContext, client: Client, ref: { namespace: string; name: string }): Promise<void> {
+  // The cache holds tier namespaces only; said again here, where the write is, for whoever changes the cache.
+  if (!tierNamespaces(op.caches.tiers.list(), op.config.namespacePrefix).has(ref.namespace)) return;
   const account = op.caches.serviceAccounts.get(ref.namespace, ref.name);
   if (account === undefined) return;
   if (await deleteIfUnused(op, account, client.metadata.uid)) return;

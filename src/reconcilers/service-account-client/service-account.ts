@@ -75,7 +75,7 @@ async function recordUse(op: OperatorContext, account: ServiceAccount, client: C
   // A ServiceAccount of the user made by someone else (an admin, before the operator) is adopted:
   // labelled as the operator's, so the cache sees it and its deletion is judged like any other.
   const recorded = account.metadata?.annotations?.[key] === scope && Object.entries(labels).every(([k, v]) => account.metadata?.labels?.[k] === v);
-  const pending = !op.freshness.caughtUp(useRef(namespace, name, client), account, op.caches.serviceAccounts.lastResourceVersion());
+  const pending = !op.freshness.caughtUp(useRef(namespace, name, client), account, op.caches.serviceAccounts.lastResourceVersion(namespace));
   if (recorded || pending) return account.metadata?.uid as string;
   const written = await op.kube.patch<ServiceAccount>(SERVICE_ACCOUNTS, namespace, name, { metadata: { uid: account.metadata?.uid, labels, annotations: use } });
   op.freshness.wrote(useRef(namespace, name, client), written);

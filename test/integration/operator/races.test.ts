@@ -161,8 +161,8 @@ describe('finalize sees every anchor it created', () => {
     const z = ip.op.caches.clients.get(ns, 'z') as ServiceAccountClient;
     const uid = z.metadata.uid as string;
     const first = z.status?.tokens?.[0]?.id;
-    const secretsBefore = ip.freezeSecrets();
-    expect(secretsBefore.byIndex('clientUid', uid).map((a) => a.metadata?.name)).toEqual([first]);
+    const anchorsBefore = ip.freezeAnchors();
+    expect(anchorsBefore.byIndex('clientUid', uid).map((a) => a.metadata?.name)).toEqual([first]);
 
     // A renewal: a second anchor and token, the first kept for the grace period.
     await kube.patch(R.client, ns, 'z', { metadata: { annotations: { 'tokenwarden.io/renew-requested-at': new Date().toISOString() } } });
@@ -177,10 +177,10 @@ describe('finalize sees every anchor it created', () => {
     // read up to a version before the anchor).
     await kube.remove(R.client, ns, 'z');
     await ip.waitForCache((o) => o.caches.clients.get(ns, 'z')?.metadata.deletionTimestamp !== undefined);
-    await ip.waitForCache((o) => o.caches.secrets.byIndex('clientUid', uid).length === 2);
-    const lagging = ip.freezeSecrets((objects) => objects.filter((s) => s.metadata?.name !== second), secretsBefore.lastResourceVersion());
+    await ip.waitForCache((o) => o.caches.anchors.byIndex('clientUid', uid).length === 2);
+    const lagging = ip.freezeAnchors((objects) => objects.filter((s) => s.metadata?.name !== second), anchorsBefore.lastResourceVersion());
     expect(lagging.byIndex('clientUid', uid).map((x) => x.metadata?.name)).toEqual([first]);
-    await ip.reconcile(`${ns}/z`, ip.withCaches({ secrets: lagging }));
+    await ip.reconcile(`${ns}/z`, ip.withCaches({ anchors: lagging }));
     const still = await kube.tryGet<Client>(R.client, ns, 'z');
     const left = (await anchorsOf(uid)).map((a) => a.metadata.name);
     // Either the finalizer waited (the client still there with its finalizer) or it revoked both.

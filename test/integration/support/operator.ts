@@ -777,15 +777,17 @@ export function metricSamples(text: string, name: string): Sample[] {
  *
  * Its permissions are exactly the manifests' RBAC (with `lease`: a Lease of its own for
  * --leader-elect), so every test that uses it also proves that RBAC suffices; only with
- * TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT=0 (the suite run as admin) is it bound to cluster-admin.
+ * TOKENWARDEN_TEST_AS_SERVICE_ACCOUNT=0 (the suite run as admin), or with `unfenced`, is it bound to
+ * cluster-admin.
  */
 export async function serviceAccountKubeconfig(
   prefix: string,
   namespace: string,
   name: string,
-  opts: { lease?: { namespace: string; name: string } } = {},
+  opts: { lease?: { namespace: string; name: string }; unfenced?: boolean } = {},
 ): Promise<{ path: string; username: string }> {
-  if (asServiceAccount()) return manifestRbacIdentity(namespace, name, opts);
+  // unfenced: cluster-admin and no fence, as `make run` runs the operator with an admin's kubeconfig.
+  if (asServiceAccount() && opts.unfenced !== true) return manifestRbacIdentity(namespace, name, opts);
   await kube.create(R.serviceAccount, namespace, { metadata: { name } });
   const crb = `${prefix}-${name}-admin`;
   await kube.create(R.clusterRoleBinding, undefined, {

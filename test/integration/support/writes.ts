@@ -34,12 +34,12 @@ export interface CountedIdentity {
 }
 
 /**
- * A ServiceAccount (the manifests' RBAC) in a fresh namespace, and the FlowSchemas that count its
+ * A ServiceAccount (the manifests' RBAC and fence; `unfenced`: cluster-admin, no fence) in a fresh namespace, and the FlowSchemas that count its
  * requests; everything is removed after the test file.
  */
-export async function countedIdentity(prefix: string, name = 'operator'): Promise<CountedIdentity> {
+export async function countedIdentity(prefix: string, name = 'operator', opts: { unfenced?: boolean } = {}): Promise<CountedIdentity> {
   const namespace = await createTestNamespace(`${prefix}-operator`);
-  const { path, username } = await serviceAccountKubeconfig(prefix, namespace, name);
+  const { path, username } = await serviceAccountKubeconfig(prefix, namespace, name, opts);
   const subjects = [{ kind: 'ServiceAccount', serviceAccount: { namespace, name } }];
   const schemas = { writes: `${prefix}-${name}-writes`, reads: `${prefix}-${name}-reads` };
   const flowSchema = (schema: string, precedence: number, rule: Record<string, unknown>) => ({

@@ -9,20 +9,20 @@
  * label of their own (`selector`), so that operator never reconciles them.
  */
 import { KubeConfig } from '@kubernetes/client-node';
-import type { ServiceAccountClient, TenantBinding, Tier } from '../../../../src/api/index.ts';
+import type { ServiceAccountClient, Tier } from '../../../../src/api/index.ts';
 import type { ReconcileContext, ReconcileResult } from '../../../../src/controller/controller.ts';
 import { EventRecorder } from '../../../../src/controller/events.ts';
 import { Informer } from '../../../../src/controller/informer.ts';
 import { silentLogger } from '../../../../src/controller/logger.ts';
 import { NAMESPACE_INDEX, namespaceIndexFunc, type Indexers } from '../../../../src/controller/store.ts';
 import { KubeClient } from '../../../../src/kube/client.ts';
-import { CLUSTER_ROLE_BINDINGS, NAMESPACES, ROLE_BINDINGS, SECRETS, SERVICE_ACCOUNT_CLIENTS, SERVICE_ACCOUNTS, TENANT_BINDINGS, TIERS, type KubeObject } from '../../../../src/kube/resources.ts';
-import { slimClient, stripSecret } from '../../../../src/operator.ts';
+import { TIERS, type KubeObject } from '../../../../src/kube/resources.ts';
+import { buildCaches, startCaches, stopCaches } from '../../../../src/operator.ts';
 import { recordedUses } from '../../../../src/policy/service-account-use.ts';
 import { CacheFreshness } from '../../../../src/reconcilers/cache-freshness.ts';
 import { UnusedAnchors } from '../../../../src/reconcilers/unused-anchors.ts';
-import { INDEX, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorContext, type ServiceAccount } from '../../../../src/reconcilers/context.ts';
-import { ANCHOR_SECRET_TYPE, CLIENT_UID_LABEL, MANAGED_SELECTOR } from '../../../../src/reconcilers/labels.ts';
+import { INDEX, type CachedSecret, type Caches, type OperatorContext, type ServiceAccount } from '../../../../src/reconcilers/context.ts';
+import { CLIENT_UID_LABEL } from '../../../../src/reconcilers/labels.ts';
 import { noopTokenMetrics } from '../../../../src/reconcilers/metrics.ts';
 import { serviceAccountClientReconciler } from '../../../../src/reconcilers/service-account-client.ts';
 import { kubeconfigPath } from '../../support/cluster.ts';
@@ -41,11 +41,11 @@ const serviceAccountIndexers: Indexers<ServiceAccount> = {
   [NAMESPACE_INDEX]: namespaceIndexFunc,
   [INDEX.serviceAccountByClientUid]: (sa) => recordedUses(sa.metadata?.annotations).map((use) => use.clientUid),
 };
-const secretIndexers: Indexers<CachedSecret> = {
+const anchorIndexers: Indexers<CachedSecret> = {
   [NAMESPACE_INDEX]: namespaceIndexFunc,
   [INDEX.anchorByClientUid]: (s) => {
     const uid = s.metadata?.labels?.[CLIENT_UID_LABEL];
-    return uid && s.type === ANCHOR_SECRET_TYPE ? [uid] : [];
+    return uid ? [uid] : [];
   },
 };
 
@@ -69,9 +69,20 @@ export class FrozenView<T extends KubeObject> {
     const fn = this.indexers[index];
     return fn === undefined ? [] : this.objects.filter((o) => fn(o).includes(value));
   }
-  lastResourceVersion(): string {
+  /** The same for every namespace: a frozen view has read up to one moment. */
+  lastResourceVersion(_namespace?: string): string {
     return this.resourceVersion;
   }
+  hasSynced(): boolean {
+    return true;
+  }
+}
+
+/** The version the anchors' cache has read up to, when it watches one tier namespace (this harness's tests use one tier). */
+function anchorVersion(caches: Caches): string {
+  const [namespace, ...others] = caches.anchors.namespaces();
+  if (namespace === undefined || others.length > 0) throw new Error(`freezeAnchors needs a resourceVersion: the anchors are watched in ${caches.anchors.namespaces().length} namespaces`);
+  return caches.anchors.lastResourceVersion(namespace);
 }
 
 export interface InProcess {
@@ -83,8 +94,8 @@ export interface InProcess {
   /** A view of the cache frozen now: `edit` may replace objects (e.g. a client as it was before). */
   freezeClients(edit?: (objects: Client[]) => Client[]): FrozenView<Client>;
   freezeServiceAccounts(edit?: (objects: ServiceAccount[]) => ServiceAccount[]): FrozenView<ServiceAccount>;
-  /** `resourceVersion`: the version the view claims to have read up to (default the cache's). */
-  freezeSecrets(edit?: (objects: CachedSecret[]) => CachedSecret[], resourceVersion?: string): FrozenView<CachedSecret>;
+  /** `resourceVersion`: the version the view claims to have read up to, in every namespace (default the cache's, of the one tier namespace). */
+  freezeAnchors(edit?: (objects: CachedSecret[]) => CachedSecret[], resourceVersion?: string): FrozenView<CachedSecret>;
   /** The operator with some caches replaced. */
   withCaches(caches: Partial<Record<keyof Caches, unknown>>): OperatorContext;
   waitForCache(check: (op: OperatorContext) => boolean, timeoutMs?: number): Promise<void>;
@@ -99,20 +110,10 @@ export async function startInProcess(opts: { tierSelector: string; selector: str
   const requests = new Map<string, number>();
   const kube = new KubeClient(kc, { onRequest: (verb, resource, code) => code > 0 && code < 300 && requests.set(`${verb} ${resource}`, (requests.get(`${verb} ${resource}`) ?? 0) + 1) });
   const logger = silentLogger();
-  const common = { client: kube, logger, resyncPeriodMs: 0 };
-  const caches: Caches = {
-    tiers: new Informer<Tier>({ ...common, type: TIERS, labelSelector: opts.tierSelector }),
-    bindings: new Informer<TenantBinding>({ ...common, type: TENANT_BINDINGS, labelSelector: opts.selector, indexers: { [INDEX.clientByNamespace]: namespaceIndexFunc } }),
-    clients: new Informer<Client>({ ...common, type: SERVICE_ACCOUNT_CLIENTS, labelSelector: opts.selector, transform: slimClient, indexers: clientIndexers }),
-    namespaces: new Informer<Namespace>({ ...common, type: NAMESPACES, labelSelector: MANAGED_SELECTOR }),
-    serviceAccounts: new Informer<ServiceAccount>({ ...common, type: SERVICE_ACCOUNTS, labelSelector: MANAGED_SELECTOR, indexers: serviceAccountIndexers }),
-    secrets: new Informer<CachedSecret>({ ...common, type: SECRETS, labelSelector: MANAGED_SELECTOR, transform: stripSecret, indexers: secretIndexers }),
-    roleBindings: new Informer<Binding>({ ...common, type: ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR }),
-    clusterRoleBindings: new Informer<Binding>({ ...common, type: CLUSTER_ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR }),
-  };
-  const informers = Object.values(caches) as Informer<KubeObject>[];
-  informers.forEach((i) => i.start());
-  await Promise.all(informers.map((i) => i.waitForSync()));
+  // The operator's own caches (operator.ts buildCaches), Tiers selected by the real operator's selector.
+  const caches: Caches = buildCaches({ client: kube, logger, resyncPeriodMs: 0, selector: opts.selector, namespacePrefix: opts.namespacePrefix });
+  caches.tiers = new Informer<Tier>({ client: kube, logger, resyncPeriodMs: 0, type: TIERS, labelSelector: opts.tierSelector });
+  await startCaches(caches, opts.namespacePrefix);
   const op: OperatorContext = {
     config: { namespacePrefix: opts.namespacePrefix, selector: opts.selector },
     kube,
@@ -158,12 +159,12 @@ export async function startInProcess(opts: { tierSelector: string; selector: str
     },
     freezeClients: (edit = (o) => o) => new FrozenView(edit(caches.clients.list()), clientIndexers, caches.clients.lastResourceVersion()),
     freezeServiceAccounts: (edit = (o) => o) => new FrozenView(edit(caches.serviceAccounts.list()), serviceAccountIndexers, caches.serviceAccounts.lastResourceVersion()),
-    freezeSecrets: (edit = (o) => o, resourceVersion = caches.secrets.lastResourceVersion()) => new FrozenView(edit(caches.secrets.list()), secretIndexers, resourceVersion),
+    freezeAnchors: (edit = (o) => o, resourceVersion) => new FrozenView(edit(caches.anchors.list()), anchorIndexers, resourceVersion ?? anchorVersion(caches)),
     withCaches: (replaced) => ({ ...op, caches: { ...caches, ...(replaced as Partial<Caches>) } }),
     waitForCache,
     requests: (what) => requests.get(what) ?? 0,
     async stop() {
-      await Promise.all(informers.map((i) => i.stop()));
+      await stopCaches(caches);
       await kube.close();
     },
   };
