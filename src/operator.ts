@@ -185,6 +185,27 @@ export function slimServiceAccount(account: ServiceAccount): ServiceAccount {
   return { apiVersion: account.apiVersion, kind: account.kind, metadata: cachedMetadata(meta, labels, annotations) };
 }
 
+/** Longer than any subject the operator writes (system:serviceaccounts: and a namespace name). */
+const BINDING_SUBJECT_CHARS = 300;
+
+/**
+ * RoleBindings and ClusterRoleBindings keep the two labels, the roleRef and their subject only when it
+ * has the one shape the operator writes (a single Group of at most BINDING_SUBJECT_CHARS): anything
+ * else compares unequal to the tier's access whatever it held, so a labelled binding of someone
+ * else's costs a few hundred bytes, whatever its size.
+ */
+export function slimBinding(binding: Binding): Binding {
+  const meta = binding.metadata ?? {};
+  const labels = pickKeys(meta.labels, (key) => key === MANAGED_BY || key === TIER_LABEL);
+  const only = binding.subjects?.length === 1 ? binding.subjects[0] : undefined;
+  const subjects =
+    only !== undefined && only.kind === 'Group' && only.name.length <= BINDING_SUBJECT_CHARS && only.namespace === undefined
+      ? [{ kind: only.kind, apiGroup: only.apiGroup, name: only.name }]
+      : [];
+  const roleRef = binding.roleRef && { apiGroup: binding.roleRef.apiGroup, kind: binding.roleRef.kind, name: binding.roleRef.name };
+  return { apiVersion: binding.apiVersion, kind: binding.kind, metadata: cachedMetadata(meta, labels, undefined), ...(roleRef && { roleRef }), subjects };
+}
+
 function metadataChars(map: Record<string, string> | undefined): number {
   let n = 0;
   for (const key in map) n += key.length + (map[key] as string).length;
@@ -294,8 +315,10 @@ export function buildCaches(opts: CacheOptions): Caches {
       transform: stripSecret,
       indexers: { [NAMESPACE_INDEX]: namespaceIndexFunc },
     }),
-    roleBindings: new Informer<Binding>({ ...common, type: ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR, indexers: { [INDEX.byTier]: tierLabelIndex } }),
-    clusterRoleBindings: new Informer<Binding>({ ...common, type: CLUSTER_ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR, indexers: { [INDEX.byTier]: tierLabelIndex } }),
+    // Bindings live where Tiers grant access, any namespace, so they are selected by label; a
+    // namespace admin may label one of hers, so each is cut down by slimBinding.
+    roleBindings: new Informer<Binding>({ ...common, type: ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR, transform: slimBinding, indexers: { [INDEX.byTier]: tierLabelIndex } }),
+    clusterRoleBindings: new Informer<Binding>({ ...common, type: CLUSTER_ROLE_BINDINGS, labelSelector: MANAGED_SELECTOR, transform: slimBinding, indexers: { [INDEX.byTier]: tierLabelIndex } }),
   };
 }
 

@@ -156,7 +156,7 @@ function desiredBindings(op: OperatorContext, tier: Tier): DesiredBinding[] {
 
 /** RoleBindings and ClusterRoleBindings granting the tier's roles to its ServiceAccounts' group. */
 async function ensureAccess(op: OperatorContext, tier: Tier, namespace: string): Promise<void> {
-  const subjects = [{ kind: 'Group', apiGroup: 'rbac.authorization.k8s.io', name: `system:serviceaccounts:${namespace}` }];
+  const subjects = tierSubjects(namespace);
   const desired = desiredBindings(op, tier);
   const wanted = new Set(desired.map((d) => `${d.type.kind}/${d.namespace ?? ''}/${d.name}`));
   for (const d of desired) {
@@ -180,18 +180,32 @@ async function ensureAccess(op: OperatorContext, tier: Tier, namespace: string):
       if (!isAlreadyExists(err)) throw err;
     }
   }
-  for (const stale of ownedBindings(op, tier.metadata.name)) {
+  for (const stale of ownedBindings(op, tier, namespace)) {
     if (!wanted.has(`${stale.type.kind}/${stale.namespace ?? ''}/${stale.name}`)) await deleteIgnoringMissing(op, stale.type, stale.namespace, stale.name);
   }
 }
 
-function ownedBindings(op: OperatorContext, tierName: string): { type: ResourceType; namespace: string | undefined; name: string }[] {
+/**
+ * The bindings this tier made: labelled with its name, named as bindingName names them after their
+ * role, and granting exactly the tier namespace's group. Labels alone prove nothing (a namespace admin
+ * may label a binding of hers), and nothing but such a binding is ever deleted as stale or at the
+ * Tier's deletion.
+ */
+function ownedBindings(op: OperatorContext, tier: Tier, namespace: string): { type: ResourceType; namespace: string | undefined; name: string }[] {
+  const subjects = JSON.stringify(tierSubjects(namespace));
   const of = (type: ResourceType, list: Binding[]) =>
-    list.map((b) => ({ type, namespace: b.metadata?.namespace, name: b.metadata?.name as string }));
+    list
+      .filter((b) => b.roleRef?.kind === 'ClusterRole' && b.metadata?.name === bindingName(tier, b.roleRef.name, op.config.namespacePrefix) && JSON.stringify(b.subjects) === subjects)
+      .map((b) => ({ type, namespace: b.metadata?.namespace, name: b.metadata?.name as string }));
   return [
-    ...of(ROLE_BINDINGS, op.caches.roleBindings.byIndex(INDEX.byTier, tierName)),
-    ...of(CLUSTER_ROLE_BINDINGS, op.caches.clusterRoleBindings.byIndex(INDEX.byTier, tierName)),
+    ...of(ROLE_BINDINGS, op.caches.roleBindings.byIndex(INDEX.byTier, tier.metadata.name)),
+    ...of(CLUSTER_ROLE_BINDINGS, op.caches.clusterRoleBindings.byIndex(INDEX.byTier, tier.metadata.name)),
   ];
+}
+
+/** The one subject of every binding of a tier: the group of its namespace's ServiceAccounts. */
+function tierSubjects(namespace: string) {
+  return [{ kind: 'Group', apiGroup: 'rbac.authorization.k8s.io', name: `system:serviceaccounts:${namespace}` }];
 }
 
 async function deleteIgnoringMissing(op: OperatorContext, type: ResourceType, namespace: string | undefined, name: string): Promise<void> {
@@ -259,7 +273,7 @@ async function finalize(op: OperatorContext, tier: Tier, namespace: string, clie
     }
     return { requeueAfterMs: 1000 };
   }
-  for (const binding of ownedBindings(op, tier.metadata.name)) await deleteIgnoringMissing(op, binding.type, binding.namespace, binding.name);
+  for (const binding of ownedBindings(op, tier, namespace)) await deleteIgnoringMissing(op, binding.type, binding.namespace, binding.name);
   // Only a namespace labelled as this tier's: a Tier that merely named another tier's namespace must not take it down.
   if (tier.spec.deletionPolicy === 'Delete' && op.caches.namespaces.get(undefined, namespace)?.metadata?.labels?.[TIER_LABEL] === tier.metadata.name) {
     await deleteIgnoringMissing(op, NAMESPACES, undefined, namespace);
