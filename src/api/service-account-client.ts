@@ -5,6 +5,7 @@ import {
   DnsSubdomain,
   ObjectMeta,
   RenewBefore,
+  rotationFloorRule,
   TierReference,
   TokenLifetime,
 } from './common.ts';
@@ -39,6 +40,7 @@ export const ClientTokenRequest = z
         message: 'renewBefore must be shorter than expiration',
         fieldPath: '.renewBefore',
       },
+      rotationFloorRule('expiration'),
     ],
   });
 export type ClientTokenRequest = z.infer<typeof ClientTokenRequest>;

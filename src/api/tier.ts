@@ -7,6 +7,7 @@ import {
   ObjectMeta,
   OptionalDnsLabel,
   RenewBefore,
+  rotationFloorRule,
   TokenLifetime,
 } from './common.ts';
 
@@ -39,6 +40,7 @@ export const TierTokenPolicy = z
         message: 'renewBefore must be shorter than defaultExpiration',
         fieldPath: '.renewBefore',
       },
+      rotationFloorRule('defaultExpiration'),
     ],
   });
 export type TierTokenPolicy = z.infer<typeof TierTokenPolicy>;
