@@ -29,7 +29,7 @@
 import { ServiceAccountClient } from '../api/index.ts';
 import { getCondition } from '../controller/conditions.ts';
 import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
-import { isConflict, isNotFound } from '../kube/errors.ts';
+import { isConflict, isNetworkError, isNotFound } from '../kube/errors.ts';
 import { splitKey } from '../kube/resources.ts';
 import { issuanceBackoffMs } from '../policy/issuance-backoff.ts';
 import { causeOf } from './issuance-failure.ts';
@@ -60,6 +60,8 @@ interface Unrecorded {
   until: number;
 }
 
+const TRANSIENT_WAIT_MAX_MS = 5_000;
+
 export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFunc {
   const unrecorded = new Map<string, Unrecorded>();
   return async (key: string, rctx: ReconcileContext): Promise<ReconcileResult> => {
@@ -80,7 +82,8 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
       if (isConflict(err) || isNotFound(err) || cachedNow === undefined) throw err;
       const same = held !== undefined && held.uid === cachedNow.metadata.uid && held.generation === cachedNow.metadata.generation;
       const failures = (same ? held.failures : 0) + 1;
-      const waitMs = issuanceBackoffMs(failures);
+      // An API server that did not answer (restarting, overloaded) is asked again sooner: 1, 2, 4, 5 s.
+      const waitMs = isNetworkError(err) ? Math.min(1000 * 2 ** Math.min(failures - 1, 3), TRANSIENT_WAIT_MAX_MS) : issuanceBackoffMs(failures);
       unrecorded.set(key, { uid: cachedNow.metadata.uid, generation: cachedNow.metadata.generation, failures, until: op.now() + waitMs });
       const cause = causeOf(err);
       rctx.logger.warn({ err: cause, failures, retryInMs: waitMs }, 'reconcile failed and status could not record it; backing off');
