@@ -145,6 +145,10 @@ function withFailures(client: Client, outcome: Outcome, failures: string[], back
       requeueAfterMs: failures.length > 0 ? carried.requeueAfterMs : Math.min(outcome.requeueAfterMs ?? Infinity, carried.requeueAfterMs),
     };
   }
+  if (previousReady?.reason === WRITE_FAILED && (outcome.status.failedAttempts ?? 0) === 0) {
+    const note = `the writes that failed went through after ${client.status?.failedAttempts ?? 1} failed attempt(s)`;
+    return { ...outcome, events: [...outcome.events, { type: 'Normal', reason: 'Recovered', note }] };
+  }
   return outcome;
 }
 

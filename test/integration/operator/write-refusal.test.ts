@@ -274,6 +274,40 @@ describe(`a write refused after the TokenRequest (operator ${fenced ? 'fenced' :
     await waitForClientReady(ns, 'secret-refused', { timeoutMs: 90_000 });
   });
 
+  it('a refused status write: the pass is not repeated before the backoff allows, a Warning Event says why, and it recovers', async () => {
+    await aliceCreates('status-refused');
+    const message = `${prefix}: no status written for status-refused`;
+    await refuse(
+      {
+        name: `${prefix}-status`,
+        namespace: ns,
+        operation: 'UPDATE',
+        resource: 'serviceaccountclients/status',
+        apiGroup: 'tokenwarden.io',
+        allowIf: "request.name != 'status-refused'",
+        message,
+      },
+      () => kube.patch(R.client, ns, 'status-refused', { status: {} }, 'merge', 'status'),
+    );
+    const old = await readClientToken(ns, 'status-refused');
+    const before = await tokenRequests();
+    const started = Date.now();
+    await aliceEdits('status-refused', { revocationEpoch: 1 });
+    await waitFor(async () => ((await clientEvents(ns, 'status-refused')).some((e) => e.type === 'Warning' && e.reason === 'WriteFailed' && e.note?.includes(message)) ? true : undefined), {
+      timeoutMs: 20_000,
+      description: 'a Warning WriteFailed Event naming the refused status write',
+    });
+    // The revocation itself was carried out: the old token fails.
+    expect((await review(old.token as string, old.audiences)).authenticated, 'the revoked token').toBe(false);
+    await sleep(Math.max(0, started + WINDOW_MS - Date.now()));
+    const sent = (await tokenRequests()) - before;
+    console.log(`refused status write (${fenced ? 'fenced' : 'unfenced'}): ${sent} TokenRequests in ${WINDOW_MS / 1000}s`);
+    // Each pass mints (status never records the revocation): at 0, 5, 15 s, then 35 s.
+    expect(sent, `TokenRequests in ${WINDOW_MS / 1000}s while status is refused`).toBeLessThanOrEqual(MAX_IN_WINDOW);
+    await removeRefusalPolicy(`${prefix}-status`);
+    await waitForClient(ns, 'status-refused', (c) => c.status?.revocationEpoch === 1 && readyOf(c)?.status === 'True', { timeoutMs: 90_000, description: 'recovered: the revocation recorded, Ready' });
+  });
+
   it("mallory's look-alike ServiceAccount naming alice's client neither loops alice's client nor keeps her revocation from being recorded", async () => {
     const client = await aliceCreates('target');
     // What mallory can do with `edit` in her own namespace, knowing the uid of alice's client.

@@ -18,6 +18,8 @@ export interface RefusalPolicy {
   resource: string;
   /** Refused unless true (CEL); 'false' refuses every match. */
   allowIf: string;
+  /** The API group of `resource` (default the core group ''). */
+  apiGroup?: string;
   message: string;
 }
 
@@ -29,7 +31,7 @@ export async function createRefusalPolicy(p: RefusalPolicy): Promise<void> {
     metadata: { name: p.name },
     spec: {
       failurePolicy: 'Fail',
-      matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: Array.isArray(p.operation) ? p.operation : [p.operation], resources: [p.resource] }] },
+      matchConstraints: { resourceRules: [{ apiGroups: [p.apiGroup ?? ''], apiVersions: [p.apiGroup ? '*' : 'v1'], operations: Array.isArray(p.operation) ? p.operation : [p.operation], resources: [p.resource] }] },
       validations: [{ expression: p.allowIf, message: p.message, reason: 'Forbidden' }],
     },
   });
