@@ -14,6 +14,25 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 /** The TokenRequest API refuses tokens shorter than ten minutes. */
 export const MIN_TOKEN_LIFETIME = '10m';
 
+/** The shortest time from a token's issue to its renewal (src/policy/token-policy.ts clamps to it). */
+export const MIN_ROTATION_INTERVAL = '10s';
+
+/**
+ * A CEL rule on an object with a lifetime field and `renewBefore`: when both are set, the renewal
+ * comes at least MIN_ROTATION_INTERVAL after issue. A percentage p leaves (100 - p)% of the lifetime.
+ */
+export function rotationFloorRule(lifetime: string) {
+  const seconds = Number(/^(\d+)s$/.exec(MIN_ROTATION_INTERVAL)?.[1]);
+  return {
+    rule:
+      `!has(self.${lifetime}) || !has(self.renewBefore) || (self.renewBefore.endsWith('%') ` +
+      `? duration(self.${lifetime}).getSeconds() * (100 - int(self.renewBefore.substring(0, self.renewBefore.size() - 1))) >= ${seconds * 100} ` +
+      `: duration(self.${lifetime}) - duration(self.renewBefore) >= duration('${MIN_ROTATION_INTERVAL}'))`,
+    message: `renewBefore must leave at least ${MIN_ROTATION_INTERVAL} between a token's issue and its renewal (${lifetime} minus renewBefore): a shorter interval would rotate the token without pause`,
+    fieldPath: '.renewBefore',
+  };
+}
+
 const DURATION_PATTERN = '^([0-9]+(ns|us|ms|s|m|h))+$';
 const DURATION_OR_PERCENT_PATTERN = '^(([0-9]+(ns|us|ms|s|m|h))+|[0-9]{1,3}%)$';
 const DNS_LABEL_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';

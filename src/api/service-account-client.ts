@@ -6,6 +6,7 @@ import {
   identityText,
   ObjectMeta,
   RenewBefore,
+  rotationFloorRule,
   TierReference,
   TokenLifetime,
 } from './common.ts';
@@ -29,7 +30,7 @@ export const ClientTokenRequest = z
     audiences: z.array(identityText(z.string().min(1).max(253))).max(16).optional().meta({ 'x-kubernetes-list-type': 'set' }),
     /** Requested lifetime; capped by the tier's and the tenant's maximum. */
     expiration: TokenLifetime.optional(),
-    /** When to renew; defaults to the tier's renewBefore. */
+    /** When to renew; defaults to the tier's renewBefore. Never less than 10s after issue: refused here when expiration is set too, clamped otherwise. */
     renewBefore: RenewBefore.optional(),
   })
   .meta({
@@ -40,6 +41,7 @@ export const ClientTokenRequest = z
         message: 'renewBefore must be shorter than expiration',
         fieldPath: '.renewBefore',
       },
+      rotationFloorRule('expiration'),
     ],
   });
 export type ClientTokenRequest = z.infer<typeof ClientTokenRequest>;
@@ -124,7 +126,10 @@ export const ServiceAccountClientStatus = z.object({
   serviceAccount: ServiceAccountReference.optional(),
   /** The Secret that holds the current token. */
   secretName: z.string().optional(),
-  /** Tokens of this client still valid, newest first: two at most, during a grace period. */
+  /**
+   * Tokens of this client still valid, newest first: two during a grace period, more when renewals
+   * come faster than the grace period, never more than 8 (older ones are then revoked early).
+   */
   tokens: z.array(IssuedToken).max(8).optional(),
   /** When the newest token expires. */
   expiresAt: z.string().optional(),
@@ -133,13 +138,14 @@ export const ServiceAccountClientStatus = z.object({
   /** The revocation epoch whose revocation has been carried out. */
   revocationEpoch: z.number().int().min(0).optional(),
   /**
-   * Failed attempts in a row to issue or renew a token; cleared by the next success. The next
+   * Failed attempts in a row to issue or renew a token, or to carry out a write after one was
+   * issued (Ready reason WriteFailed); cleared by the next success. The next
    * attempt waits 5s after the first failure, doubling with each one up to 1h; a spec change, a
    * new tier or a new renewal request (`kubectl tokenwarden renew`) tries again at once and counts
    * from 1.
    */
   failedAttempts: z.number().int().min(0).optional(),
-  /** When the last attempt to issue or renew a token failed (RFC 3339); cleared by the next success. */
+  /** When the last attempt (to issue, renew, or write after issuing) failed (RFC 3339); cleared by the next success. */
   lastFailureTime: z.string().optional(),
   /**
    * The annotation tokenwarden.io/renew-requested-at as it was when the last attempt failed; cleared

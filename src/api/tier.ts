@@ -7,6 +7,7 @@ import {
   ObjectMeta,
   OptionalDnsLabel,
   RenewBefore,
+  rotationFloorRule,
   TokenLifetime,
 } from './common.ts';
 
@@ -22,7 +23,7 @@ export const TierTokenPolicy = z
     defaultExpiration: TokenLifetime.default('1h'),
     /** The longest lifetime a client may get; longer requests are capped and the client is told so in status. */
     maxExpiration: TokenLifetime.default('24h'),
-    /** When to renew a token: a duration before expiry, or a percentage of its lifetime. */
+    /** When to renew a token: a duration before expiry, or a percentage of its lifetime; never less than 10s after issue (clamped for a client whose lifetime would make it so). */
     renewBefore: RenewBefore.default('33%'),
     /** How long the previous token stays valid after a rotation; then it is revoked. */
     gracePeriod: Duration.default('5m'),
@@ -39,6 +40,7 @@ export const TierTokenPolicy = z
         message: 'renewBefore must be shorter than defaultExpiration',
         fieldPath: '.renewBefore',
       },
+      rotationFloorRule('defaultExpiration'),
     ],
   });
 export type TierTokenPolicy = z.infer<typeof TierTokenPolicy>;

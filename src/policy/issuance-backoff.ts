@@ -8,9 +8,15 @@
  * A new spec (metadata.generation), a new tier or a new renewal request (the annotation
  * tokenwarden.io/renew-requested-at set to a value the failures were not recorded under, which is what
  * `kubectl tokenwarden renew` does) starts over: the cause may be gone (backoffStartsOver). Each of
- * them is recorded with the failure that follows, so each starts over once, never on a retry.
+ * them is recorded with the failure that follows, so each starts over once, never on a retry. A
+ * renewal request starts over at most once per RENEW_REQUEST_INTERVAL_MS: one made within that
+ * time of a failure recorded under an earlier request waits for the backoff, or for that time.
+ *
+ * The same record counts failed writes after a token was minted (a ServiceAccount release, an
+ * anchor's deletion, the Secret): reconcilers/issuance-failure.ts.
  */
 import { createHash } from 'node:crypto';
+import { RENEW_REQUEST_INTERVAL_MS } from './reissue.ts';
 
 /** The first wait, after one failure. */
 export const ISSUANCE_BACKOFF_INITIAL_MS = 5_000;
@@ -67,14 +73,17 @@ export interface BackoffStartInput {
   generation: number | undefined;
   /** status.observedGeneration: the generation of the last status written. */
   observedGeneration: number | undefined;
-  /** The tier the client resolves to now. */
-  tier: string;
+  /** The tier the client resolves to now (undefined: none). */
+  tier: string | undefined;
   /** status.tier. */
   recordedTier: string | undefined;
   /** The client's tokenwarden.io/renew-requested-at annotation, if any. */
   renewRequested: string | undefined;
   /** status.lastFailureRenewRequest: renewRequestRecord() of that annotation when the last failure was recorded. */
   recordedRenewRequest: string | undefined;
+  /** status.lastFailureTime. */
+  lastFailureTime?: string | undefined;
+  now: number;
 }
 
 /**
@@ -87,7 +96,11 @@ export interface BackoffStartInput {
 export function backoffStartsOver(input: BackoffStartInput): boolean {
   if (input.generation !== input.observedGeneration || input.tier !== input.recordedTier) return true;
   const request = renewRequestRecord(input.renewRequested);
-  return request !== undefined && request !== input.recordedRenewRequest;
+  if (request === undefined || request === input.recordedRenewRequest) return false;
+  // A burst of requests (each a new value) starts over once per interval, not once per request.
+  if (input.recordedRenewRequest === undefined || input.lastFailureTime === undefined) return true;
+  const last = Date.parse(input.lastFailureTime);
+  return Number.isNaN(last) || input.now >= last + RENEW_REQUEST_INTERVAL_MS;
 }
 
 /** Longest renewal request recorded as it is; `kubectl tokenwarden renew` writes 24 characters. */

@@ -39,6 +39,18 @@ export const RENEW_REQUESTED_AT_ANNOTATION = 'tokenwarden.io/renew-requested-at'
 /** On the client's Secret: the renewal request its token answered. */
 export const RENEWED_FOR_ANNOTATION = 'tokenwarden.io/renewed-for';
 
+/**
+ * Renewal requests are honoured at most once per this interval per client: a request while the
+ * token in the Secret answered an earlier request and is younger than this waits until it is this
+ * old (the last of a burst of requests is honoured then, once). Anyone who may edit a client may
+ * write the annotation, as often as the API server lets them: without this, every write was a
+ * TokenRequest.
+ */
+export const RENEW_REQUEST_INTERVAL_MS = 30_000;
+
+/** Tokens status.tokens holds at most (its maxItems): older ones are revoked before their grace period ends. */
+export const MAX_TOKENS = 8;
+
 export interface TokenInspection {
   now: number;
   desired: DesiredToken;
@@ -168,10 +180,12 @@ const CHECKS: [ReissueReason, Check][] = [
   ],
   [
     'RenewalRequested',
-    ({ renewRequested, secret }) =>
-      renewRequested !== undefined && renewRequested !== '' && secret !== undefined && secret.renewRequest !== renewRequested
-        ? { message: `renewal requested (${RENEW_REQUESTED_AT_ANNOTATION}: ${renewRequested})`, revokeEarlierTokens: false, repair: false }
-        : undefined,
+    (input) => {
+      const dueAt = renewRequestDueAt(input);
+      return dueAt !== undefined && input.now >= dueAt
+        ? { message: `renewal requested (${RENEW_REQUESTED_AT_ANNOTATION}: ${input.renewRequested})`, revokeEarlierTokens: false, repair: false }
+        : undefined;
+    },
   ],
   [
     'Expired',
@@ -183,6 +197,18 @@ const CHECKS: [ReissueReason, Check][] = [
       newest && now >= Date.parse(newest.renewAt) ? { message: `renewal was due at ${newest.renewAt}`, revokeEarlierTokens: false, repair: false } : undefined,
   ],
 ];
+
+/**
+ * When the client's pending renewal request may be honoured (RENEW_REQUEST_INTERVAL_MS), or
+ * undefined when none is pending. At once when the token in the Secret answered no request.
+ */
+export function renewRequestDueAt(input: Pick<TokenInspection, 'now' | 'renewRequested' | 'secret'>): number | undefined {
+  const { renewRequested, secret, now } = input;
+  if (renewRequested === undefined || renewRequested === '' || secret === undefined || secret.renewRequest === renewRequested) return undefined;
+  const claims = secret.claims;
+  if (secret.renewRequest === undefined || secret.renewRequest === '' || claims === undefined || claims === 'unreadable') return now;
+  return claims.issuedAtMs + RENEW_REQUEST_INTERVAL_MS;
+}
 
 /** The first reason to issue a new token, or undefined when the current one is good. */
 export function needsNewToken(input: TokenInspection): ReissueDecision | undefined {
@@ -200,13 +226,17 @@ export interface RetentionPlan {
   revoke: string[];
   /** When the next kept token has to go, if any. */
   nextRevocationAt?: number;
+  /** Tokens revoked before their grace period ended because status keeps at most MAX_TOKENS. */
+  cut?: number;
 }
 
 /**
  * Which of the client's tokens stay valid: the newest always; each earlier one until the grace
  * period after its successor was issued ends, or it expires; none at all when earlier tokens are
  * revoked. Measuring from the successor, not the newest, matters when rotations come faster than
- * the grace period: otherwise every rotation would extend the life of all older tokens.
+ * the grace period: otherwise every rotation would extend the life of all older tokens. At most
+ * MAX_TOKENS are kept, the newest: status.tokens could not hold more, and every status write would
+ * be refused.
  */
 export function planRetention(tokens: readonly IssuedToken[], now: number, gracePeriodMs: number, revokeEarlier: boolean): RetentionPlan {
   const [newest] = tokens;
@@ -225,5 +255,18 @@ export function planRetention(tokens: readonly IssuedToken[], now: number, grace
       nextRevocationAt = Math.min(nextRevocationAt ?? endsAt, endsAt);
     }
   }
-  return nextRevocationAt === undefined ? { keep, revoke } : { keep, revoke, nextRevocationAt };
+  let cut = 0;
+  while (keep.length > MAX_TOKENS) {
+    revoke.push((keep.pop() as IssuedToken).id);
+    cut++;
+  }
+  if (cut > 0) {
+    nextRevocationAt = undefined;
+    for (const token of keep.slice(1)) {
+      const successor = tokens[tokens.indexOf(token) - 1] as IssuedToken;
+      const endsAt = Math.min(Date.parse(successor.issuedAt) + gracePeriodMs, Date.parse(token.expiresAt));
+      nextRevocationAt = Math.min(nextRevocationAt ?? endsAt, endsAt);
+    }
+  }
+  return { keep, revoke, ...(nextRevocationAt !== undefined ? { nextRevocationAt } : {}), ...(cut > 0 ? { cut } : {}) };
 }

@@ -1,6 +1,15 @@
 import type { ClientTokenRequest, TenantBinding, Tier } from '../api/index.ts';
+import { MIN_ROTATION_INTERVAL } from '../api/common.ts';
 import { formatDuration, parseDuration, parseRenewBefore } from './duration.ts';
 import { quote } from './text.ts';
+
+/**
+ * The shortest time between a token's issue and its renewal, whatever expiration, renewBefore and
+ * the caps of the tier and the TenantBinding combine to: a client never rotates faster than this
+ * (a renewBefore that would is clamped, and the client told so). The CRDs refuse a client or a Tier
+ * that sets both fields to less where CEL can tell (src/api/).
+ */
+export const MIN_ROTATION_INTERVAL_MS = parseDuration(MIN_ROTATION_INTERVAL);
 
 /** What a client's tokens look like once the tier, the tenant and the client have had their say. */
 export interface EffectiveTokenPolicy {
@@ -58,6 +67,12 @@ export function effectiveTokenPolicy(
     // Only reachable after a cap shortened the lifetime below a fixed renewBefore.
     renewBeforeMs = Math.floor(lifetimeMs / 3);
     notes.push(`renewBefore ${renewBefore} is not shorter than the lifetime; renewing at two thirds of it`);
+  }
+  if (lifetimeMs - renewBeforeMs < MIN_ROTATION_INTERVAL_MS) {
+    renewBeforeMs = lifetimeMs - MIN_ROTATION_INTERVAL_MS;
+    notes.push(
+      `renewBefore ${renewBefore} of a ${formatDuration(lifetimeMs)} token would renew it less than ${formatDuration(MIN_ROTATION_INTERVAL_MS)} after issue; renewing ${formatDuration(MIN_ROTATION_INTERVAL_MS)} after issue`,
+    );
   }
   return {
     ok: true,

@@ -29,7 +29,10 @@
 import { ServiceAccountClient } from '../api/index.ts';
 import { getCondition } from '../controller/conditions.ts';
 import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
+import { isConflict, isNetworkError, isNotFound } from '../kube/errors.ts';
 import { splitKey } from '../kube/resources.ts';
+import { issuanceBackoffMs } from '../policy/issuance-backoff.ts';
+import { causeOf } from './issuance-failure.ts';
 import type { OperatorContext } from './context.ts';
 import { converge } from './service-account-client/converge.ts';
 import { ensureFinalizer, finalize } from './service-account-client/finalizer.ts';
@@ -44,8 +47,53 @@ export { deleteServiceAccountIfUnused } from './service-account-client/service-a
 /** How often a client blocked by someone else's Secret looks again. */
 const SECRET_CONFLICT_RETRY_MS = 30_000;
 
+/**
+ * A pass that failed where status could not say so (the status write itself refused, or a write
+ * no step records): remembered by this process, per client and generation, and no pass of that
+ * generation starts before policy/issuance-backoff.ts allows the next attempt. Without it the
+ * operator's own watch events (the Secret and anchor it wrote before the failure) brought the next
+ * pass forward at once, past the work queue's backoff, and each pass minted again.
+ */
+interface Unrecorded {
+  uid: string | undefined;
+  generation: number | undefined;
+  failures: number;
+  until: number;
+}
+
+const TRANSIENT_WAIT_MAX_MS = 5_000;
+
 export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFunc {
+  const unrecorded = new Map<string, Unrecorded>();
   return async (key: string, rctx: ReconcileContext): Promise<ReconcileResult> => {
+    const at = splitKey(key);
+    const cachedNow = op.caches.clients.get(at.namespace, at.name);
+    const held = unrecorded.get(key);
+    if (cachedNow === undefined) unrecorded.delete(key);
+    else if (held !== undefined && cachedNow.metadata.deletionTimestamp === undefined && held.uid === cachedNow.metadata.uid && held.generation === cachedNow.metadata.generation) {
+      const wait = held.until - op.now();
+      if (wait > 0) return { requeueAfterMs: wait };
+    }
+    try {
+      const result = await reconcileClient(key, rctx);
+      unrecorded.delete(key);
+      return result;
+    } catch (err) {
+      // A stale cache, or a reason the work queue's own backoff handles: as before.
+      if (isConflict(err) || isNotFound(err) || cachedNow === undefined) throw err;
+      const same = held !== undefined && held.uid === cachedNow.metadata.uid && held.generation === cachedNow.metadata.generation;
+      const failures = (same ? held.failures : 0) + 1;
+      // An API server that did not answer (restarting, overloaded) is asked again sooner: 1, 2, 4, 5 s.
+      const waitMs = isNetworkError(err) ? Math.min(1000 * 2 ** Math.min(failures - 1, 3), TRANSIENT_WAIT_MAX_MS) : issuanceBackoffMs(failures);
+      unrecorded.set(key, { uid: cachedNow.metadata.uid, generation: cachedNow.metadata.generation, failures, until: op.now() + waitMs });
+      const cause = causeOf(err);
+      rctx.logger.warn({ err: cause, failures, retryInMs: waitMs }, 'reconcile failed and status could not record it; backing off');
+      if (failures === 1) void op.events.record(cachedNow, { type: 'Warning', reason: 'WriteFailed', note: `the operator could not record the outcome in status: ${cause}` });
+      return { requeueAfterMs: waitMs };
+    }
+  };
+
+  async function reconcileClient(key: string, rctx: ReconcileContext): Promise<ReconcileResult> {
     const { namespace, name } = splitKey(key);
     const cached = op.caches.clients.get(namespace, name);
     if (cached === undefined) return;
@@ -99,5 +147,5 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
     }
     await writeStatus(op, client, outcome);
     if (outcome.requeueAfterMs !== undefined) return { requeueAfterMs: outcome.requeueAfterMs };
-  };
+  }
 }

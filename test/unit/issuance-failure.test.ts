@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { IssuedToken, ServiceAccountClient } from '../../src/api/index.ts';
 import { KubeApiError } from '../../src/kube/errors.ts';
-import { holdWhileFailing, issuanceCause, recovered, type HoldInput } from '../../src/reconcilers/issuance-failure.ts';
+import { carriedFailure, holdWhileFailing, issuanceCause, recovered, writeFailed, type HoldInput } from '../../src/reconcilers/issuance-failure.ts';
 
 const T0 = Date.parse('2026-12-01T12:00:00Z');
 const S = 1000;
@@ -178,5 +178,52 @@ describe('recovered', () => {
     expect(recovered({ failedAttempts: 3 })).toEqual({ type: 'Normal', reason: 'Recovered', note: 'a token was issued after 3 failed attempt(s)' });
     expect(recovered({})).toBeUndefined();
     expect(recovered({ failedAttempts: 0 })).toBeUndefined();
+  });
+});
+
+describe('a write that failed after minting (writeFailed, carriedFailure)', () => {
+  const done = { reason: 'TokenIssued', message: 'token valid until X, renewal at Y' };
+  const cause = 'release ServiceAccount tier/stale: 403 Forbidden: frozen';
+
+  it('records the failure with the object, a Warning once per cause, and retries after the backoff', () => {
+    const c = client({});
+    const failed = writeFailed({ client: c, status: { tier: 'free' }, done, causes: [cause], reset: false, renewRequested: undefined, now: T0 });
+    expect(failed.ready).toEqual({ type: 'Ready', status: 'False', reason: 'WriteFailed', message: `${done.message}; but a write failed 1 time(s), next attempt at ${iso(T0 + 5 * S)}. Last error: ${cause}` });
+    expect(failed.status).toMatchObject({ tier: 'free', failedAttempts: 1, lastFailureTime: iso(T0) });
+    expect(failed.events).toEqual([{ type: 'Warning', reason: 'WriteFailed', note: `${done.message}; but ${cause}` }]);
+    expect(failed.requeueAfterMs).toBe(5 * S + 50);
+    // The same cause again, counted on: no second Event.
+    const told = client({ failedAttempts: 1, lastFailureTime: iso(T0), conditions: [{ type: 'Ready', status: 'False', reason: 'WriteFailed', message: failed.ready.message, lastTransitionTime: iso(T0) }] });
+    const again = writeFailed({ client: told, status: {}, done, causes: [cause], reset: false, renewRequested: undefined, now: T0 + 5 * S });
+    expect(again.status.failedAttempts).toBe(2);
+    expect(again.events).toEqual([]);
+    expect(again.requeueAfterMs).toBe(10 * S + 50);
+  });
+
+  it('while the backoff holds, the record and Ready stay as they were: nothing new to write', () => {
+    const ready = { type: 'Ready', status: 'False' as const, reason: 'WriteFailed', message: 'm. Last error: x', lastTransitionTime: iso(T0) };
+    const c = client({ failedAttempts: 2, lastFailureTime: iso(T0), lastFailureRenewRequest: 'r', conditions: [ready] });
+    const carried = carriedFailure(c, { tier: 'free' }, T0 + 3 * S);
+    expect(carried.status).toEqual({ tier: 'free', failedAttempts: 2, lastFailureTime: iso(T0), lastFailureRenewRequest: 'r' });
+    expect(carried.ready?.message).toBe('m. Last error: x');
+    expect(carried.requeueAfterMs).toBe(7 * S + 50);
+  });
+
+  it('a pass held back after a failed write keeps saying WriteFailed, not RenewalFailed', () => {
+    const ready = { type: 'Ready', status: 'False' as const, reason: 'WriteFailed', message: 'token valid; but a write failed 1 time(s). Last error: x', lastTransitionTime: iso(T0) };
+    const c = client({ failedAttempts: 1, lastFailureTime: iso(T0), conditions: [ready] });
+    const plan = holdWhileFailing(input({ client: c, tokens: [token('a', T0 - 10 * S)], secretHoldsToken: true, now: T0 + S }));
+    expect(plan.ready).toEqual({ type: 'Ready', status: 'False', reason: 'WriteFailed', message: ready.message });
+    expect(plan.events).toEqual([]);
+  });
+
+  it('a raised revocationEpoch revokes every token though no new one could be issued', () => {
+    const c = { ...client({ revocationEpoch: 0 }), spec: { ...client().spec, revocationEpoch: 1 } } as ServiceAccountClient;
+    const plan = holdWhileFailing(input({ client: c, tokens: [token('a', T0 - 10 * S)], secretHoldsToken: true, failure, revokeAll: true }));
+    expect(plan.revokeAll).toBe(true);
+    expect(plan.emptySecret).toBe(true);
+    expect(plan.status.tokens).toEqual([]);
+    expect(plan.status.revocationEpoch).toBe(1);
+    expect(plan.ready.reason).toBe('IssuanceFailed');
   });
 });

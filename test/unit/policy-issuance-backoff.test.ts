@@ -143,7 +143,7 @@ describe('issuanceBackoff', () => {
 describe('backoffStartsOver', () => {
   const A = '2026-12-01T12:00:00.000Z';
   const B = '2026-12-01T13:00:00.000Z';
-  const same = { generation: 3, observedGeneration: 3, tier: 'free', recordedTier: 'free', renewRequested: undefined, recordedRenewRequest: undefined };
+  const same = { generation: 3, observedGeneration: 3, tier: 'free', recordedTier: 'free', renewRequested: undefined, recordedRenewRequest: undefined, now: T0 };
 
   it('does not start over while nothing changed since the failures were recorded', () => {
     expect(backoffStartsOver(same)).toBe(false);
@@ -181,7 +181,7 @@ describe('backoffStartsOver', () => {
     let recorded: string | undefined = A;
     let count = 0;
     for (let now = T0; now < T0 + 60 * S; now += 100) {
-      const reset = backoffStartsOver({ ...same, renewRequested: B, recordedRenewRequest: recorded });
+      const reset = backoffStartsOver({ ...same, renewRequested: B, recordedRenewRequest: recorded, lastFailureTime: last, now });
       if (!issuanceBackoff({ failedAttempts: failed, lastFailureTime: last, reset, now }).go) continue;
       count++;
       failed = reset ? 1 : failed + 1;
@@ -190,6 +190,35 @@ describe('backoffStartsOver', () => {
     }
     expect(count).toBe(4);
     expect(failed).toBe(4);
+  });
+});
+
+describe('a burst of renewal requests while issuing fails', () => {
+  const same = { generation: 3, observedGeneration: 3, tier: 'free', recordedTier: 'free', now: T0 };
+
+  it('a first request starts over at once; a new one within 30s of a failure recorded under a request waits', () => {
+    expect(backoffStartsOver({ ...same, renewRequested: 'b', recordedRenewRequest: undefined, lastFailureTime: iso(T0 - S) })).toBe(true);
+    expect(backoffStartsOver({ ...same, renewRequested: 'b', recordedRenewRequest: 'a', lastFailureTime: iso(T0 - 29 * S) })).toBe(false);
+    expect(backoffStartsOver({ ...same, renewRequested: 'b', recordedRenewRequest: 'a', lastFailureTime: iso(T0 - 30 * S) })).toBe(true);
+  });
+
+  it('a new value every 150ms for a minute costs no more attempts than one start-over per 30s allows', () => {
+    let failed = 20;
+    let last: string | undefined = iso(T0 - 10 * S);
+    let recorded: string | undefined;
+    let count = 0;
+    for (let now = T0; now < T0 + 60 * S; now += 150) {
+      const request = `r${now}`;
+      const reset = backoffStartsOver({ ...same, renewRequested: request, recordedRenewRequest: recorded, lastFailureTime: last, now });
+      if (!issuanceBackoff({ failedAttempts: failed, lastFailureTime: last, reset, now }).go) continue;
+      count++;
+      failed = reset ? 1 : failed + 1;
+      last = iso(now);
+      recorded = renewRequestOfFailure(true, request, recorded);
+    }
+    // Start-overs at 0, 35 and 55 s (each 30s after a failure under a request... or the backoff's own attempts between).
+    expect(count).toBeLessThanOrEqual(8);
+    expect(count).toBeGreaterThanOrEqual(4);
   });
 });
 

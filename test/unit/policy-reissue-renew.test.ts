@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { needsNewToken, RENEW_REQUESTED_AT_ANNOTATION, type TokenInspection } from '../../src/policy/reissue.ts';
+import { needsNewToken, RENEW_REQUEST_INTERVAL_MS, RENEW_REQUESTED_AT_ANNOTATION, renewRequestDueAt, type TokenInspection } from '../../src/policy/reissue.ts';
 import type { TokenClaims } from '../../src/policy/token-claims.ts';
 
 const at = (iso: string): number => Date.parse(iso);
@@ -77,5 +77,48 @@ describe('renewal requests', () => {
     expect(dueAnyway?.reason).toBe('RenewalRequested');
     // A missing Secret is a repair; the request is answered by the token that repairs it.
     expect(needsNewToken(steady({ renewRequested: 'x', secret: undefined }))?.reason).toBe('SecretMissing');
+  });
+});
+
+describe('renewal requests are honoured at most once per 30s', () => {
+  const issued = at('2025-01-01T11:00:00Z');
+  it('a request while the Secret holds no answer to an earlier one is honoured at once', () => {
+    expect(renewRequestDueAt({ ...steady(), renewRequested: 'b' })).toBe(steady().now);
+  });
+
+  it('a request while the token answered an earlier one waits until that token is 30s old', () => {
+    const young = steady({ now: issued + 5_000, renewRequested: 'b' }, 'a');
+    expect(renewRequestDueAt(young)).toBe(issued + RENEW_REQUEST_INTERVAL_MS);
+    expect(needsNewToken(young)).toBeUndefined();
+    const old = steady({ now: issued + RENEW_REQUEST_INTERVAL_MS, renewRequested: 'b' }, 'a');
+    expect(needsNewToken(old)?.reason).toBe('RenewalRequested');
+  });
+
+  it('the request the token answered, or none, is nothing pending', () => {
+    expect(renewRequestDueAt({ ...steady({}, 'a'), renewRequested: 'a' })).toBeUndefined();
+    expect(renewRequestDueAt({ ...steady({}, 'a'), renewRequested: undefined })).toBeUndefined();
+    expect(renewRequestDueAt({ ...steady({}, 'a'), renewRequested: '' })).toBeUndefined();
+  });
+
+  it('a burst of requests, one new value every 150ms for a minute, gets at most three tokens', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 29_000 }), (age) => {
+        // Replay: the Secret's token answered request r0, issued `age` ms before the burst.
+        let tokenIssuedAt = issued - age;
+        let answered = 'r0';
+        let tokens = 0;
+        for (let t = issued; t < issued + 60_000; t += 150) {
+          const request = `r${t}`;
+          const input = steady({ now: t, renewRequested: request }, answered);
+          const claims = { ...(input.secret?.claims as TokenClaims), issuedAtMs: tokenIssuedAt };
+          if (needsNewToken({ ...input, secret: { ...input.secret, claims } })?.reason === 'RenewalRequested') {
+            tokens++;
+            tokenIssuedAt = t;
+            answered = request;
+          }
+        }
+        return tokens <= 3;
+      }),
+    );
   });
 });

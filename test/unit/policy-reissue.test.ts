@@ -5,11 +5,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { IssuedToken } from '../../src/api/index.ts';
-import { needsNewToken, planRetention, type ReissueReason, type TokenInspection } from '../../src/policy/reissue.ts';
+import { MAX_TOKENS, needsNewToken, planRetention, type ReissueReason, type TokenInspection } from '../../src/policy/reissue.ts';
 import type { TokenClaims } from '../../src/policy/token-claims.ts';
 
 const at = (iso: string): number => Date.parse(iso);
 const MINUTE = 60_000;
+const SECOND = 1000;
+const HOUR = 60 * MINUTE;
 
 const NS = 'tokenwarden-tier-premium';
 const SA = 'alice-example-com-ff8d9819fc';
@@ -495,5 +497,36 @@ describe('a tier move while the Secret is gone', () => {
     const input = steady();
     input.recordedServiceAccount = { namespace: input.desired.serviceAccountNamespace, name: input.desired.serviceAccountName, uid: input.desired.serviceAccountUid };
     expect(needsNewToken(input)).toBeUndefined();
+  });
+});
+
+describe('planRetention keeps at most MAX_TOKENS', () => {
+  it('rotations every 10s under a 5m grace period: the 8 newest kept, older ones revoked early and counted', () => {
+    const start = at('2025-01-01T12:00:00Z');
+    const tokens = Array.from({ length: 12 }, (_, i) => {
+      const t = start + (11 - i) * 10 * SECOND;
+      return issued(`t${11 - i}`, new Date(t).toISOString(), new Date(t + 10 * MINUTE).toISOString(), new Date(t + 10 * SECOND).toISOString());
+    });
+    const plan = planRetention(tokens, start + 111 * SECOND, 5 * MINUTE, false);
+    expect(plan.keep).toHaveLength(MAX_TOKENS);
+    expect(plan.keep.map((t) => t.id)).toEqual(tokens.slice(0, MAX_TOKENS).map((t) => t.id));
+    expect(plan.revoke).toEqual(tokens.slice(MAX_TOKENS).map((t) => t.id).reverse());
+    expect(plan.cut).toBe(4);
+    // The next to go is the oldest kept, at the end of its grace period.
+    expect(plan.nextRevocationAt).toBe(Date.parse(tokens[MAX_TOKENS - 2]?.issuedAt as string) + 5 * MINUTE);
+  });
+
+  it('never keeps more, whatever the tokens and the grace period', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 3600 }), { maxLength: 30 }), fc.integer({ min: 0, max: 7200 }), (gaps, graceS) => {
+        let t = at('2025-01-01T12:00:00Z');
+        const tokens = gaps.map((gap, i) => {
+          t -= gap * SECOND;
+          return issued(`t${i}`, new Date(t).toISOString(), new Date(t + 4 * HOUR).toISOString(), new Date(t + HOUR).toISOString());
+        });
+        const plan = planRetention(tokens, at('2025-01-01T12:00:00Z'), graceS * SECOND, false);
+        return plan.keep.length <= MAX_TOKENS && plan.keep.length + plan.revoke.length === tokens.length;
+      }),
+    );
   });
 });

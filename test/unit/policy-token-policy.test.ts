@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { API_VERSION, ClientTokenRequest, TenantBinding, Tier, type TierTokenPolicy } from '../../src/api/index.ts';
-import { effectiveTokenPolicy, renewalTime, type EffectiveTokenPolicy, type PolicyResult } from '../../src/policy/token-policy.ts';
+import { effectiveTokenPolicy, MIN_ROTATION_INTERVAL_MS, renewalTime, type EffectiveTokenPolicy, type PolicyResult } from '../../src/policy/token-policy.ts';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -284,5 +284,32 @@ describe('renewalTime', () => {
   it('is never earlier than the issue time', () => {
     expect(renewalTime(1_000, 11_000, 10_000)).toBe(1_000);
     expect(renewalTime(1_000, 11_000, 50_000)).toBe(1_000);
+  });
+});
+
+describe('the rotation floor', () => {
+  it('a renewBefore that would renew sooner than 10s after issue is clamped, and the client told', () => {
+    const result = effectiveTokenPolicy(tier({ defaultExpiration: '1h', renewBefore: '9m58s' }), undefined, ClientTokenRequest.parse({ expiration: '10m' }));
+    const policy = (result as Extract<PolicyResult, { ok: true }>).policy;
+    expect(10 * MINUTE - policy.renewBeforeMs).toBe(MIN_ROTATION_INTERVAL_MS);
+    expect(policy.notes).toContain('renewBefore 9m58s of a 10m token would renew it less than 10s after issue; renewing 10s after issue');
+  });
+
+  it('no tier, binding and client combination renews sooner than the floor', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 10, max: 1440 }),
+        fc.integer({ min: 10, max: 1440 }),
+        fc.oneof(fc.integer({ min: 1, max: 99 }).map((p) => `${p}%`), fc.integer({ min: 1, max: 86_399 }).map((s) => `${s}s`)),
+        fc.option(fc.integer({ min: 10, max: 1440 })),
+        (maxM, askM, renewBefore, tenantM) => {
+          const t = tier({ defaultExpiration: '10m', maxExpiration: `${maxM}m`, renewBefore: '33%' });
+          const b = tenantM === null ? undefined : binding(`${tenantM}m`);
+          const result = effectiveTokenPolicy(t, b, ClientTokenRequest.parse({ expiration: `${askM}m`, renewBefore }));
+          if (!result.ok) return true;
+          return result.policy.expirationSeconds * 1000 - result.policy.renewBeforeMs >= MIN_ROTATION_INTERVAL_MS;
+        },
+      ),
+    );
   });
 });

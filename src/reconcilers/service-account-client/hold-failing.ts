@@ -8,7 +8,7 @@ import { errorMessage } from '../../kube/errors.ts';
 import type { OperatorContext } from '../context.ts';
 import { holdWhileFailing, issuanceCause } from '../issuance-failure.ts';
 import type { IssuanceInput } from './issuance.ts';
-import { revokeTokens } from './revocation.ts';
+import { revokeAll, revokeTokens } from './revocation.ts';
 import { isSecretError } from './secret.ts';
 import { writeSecret } from './secret-write.ts';
 import type { ServiceAccountRef } from './service-account.ts';
@@ -26,6 +26,9 @@ export interface HeldAttempt {
 
 export async function holdFailing(op: OperatorContext, input: IssuanceInput, tokens: IssuedToken[], attempt: HeldAttempt, log: Logger): Promise<Outcome> {
   const { client, base, secret, anchors } = input;
+  // A raised revocationEpoch is carried out whether or not a new token can be had.
+  const revokeEvery = client.spec.revocationEpoch > (client.status?.revocationEpoch ?? 0);
+  if (revokeEvery && isSecretError(attempt.err)) await revokeAll(op, client, log);
   // A stale cache or a Secret error is thrown from here, not recorded as a failure to issue.
   const failure = attempt.err === undefined ? undefined : { cause: issuanceCause(attempt.err, isSecretError), reset: attempt.reset, renewRequested: attempt.renewRequested };
   const plan = holdWhileFailing({
@@ -37,8 +40,10 @@ export async function holdFailing(op: OperatorContext, input: IssuanceInput, tok
     now: input.now,
     serviceAccount: attempt.serviceAccount,
     failure,
+    revokeAll: revokeEvery,
   });
-  await revokeTokens(op, client, plan.revoke, log);
+  if (plan.revokeAll) await revokeAll(op, client, log);
+  else await revokeTokens(op, client, plan.revoke, log);
   if (plan.emptySecret) {
     try {
       await writeSecret(op, client, base.tier as string, undefined);
@@ -49,6 +54,7 @@ export async function holdFailing(op: OperatorContext, input: IssuanceInput, tok
   }
   // The API server's reason goes to the log too (tokens in it already blanked): an operator's log
   // must say why, not only the client's status.
+  if (plan.revokeAll) plan.events.push({ type: 'Normal', reason: 'Revoked', note: `revoked every token for revocationEpoch ${client.spec.revocationEpoch}; no new token could be issued` });
   if (plan.events.length > 0 || failure !== undefined) {
     log.info({ failedAttempts: plan.status.failedAttempts, reason: plan.ready.reason, ...(failure ? { cause: failure.cause } : {}) }, 'issuing failed; backing off');
   }

@@ -19,7 +19,7 @@ import { holdFailing } from './hold-failing.ts';
 import { mintToken } from './mint.ts';
 import { ensureServiceAccount, type ServiceAccountRef } from './service-account.ts';
 import { conditionsFor, type Client, type ClientEvent, type Outcome, type TierResolvedCondition } from './status.ts';
-import { tokenDue } from './token-due.ts';
+import { renewalDeferredUntil, tokenDue } from './token-due.ts';
 
 /** What issuance needs to know: the client, its tier and policy, and what the caches show. */
 export interface IssuanceInput {
@@ -35,7 +35,35 @@ export interface IssuanceInput {
   secret: CachedSecret | undefined;
   /** Names of the client's anchors as cached. */
   anchors: Set<string>;
+  backoff: BackoffState;
   now: number;
+}
+
+/** Whether the failures status records hold this pass back (policy/issuance-backoff.ts). */
+export interface BackoffState {
+  /** The earlier failures no longer count: a new spec, tier or renewal request. */
+  reset: boolean;
+  /** The next attempt is not due yet: nothing that failed is tried again. */
+  held: boolean;
+  /** The client's renewal request, recorded with the next failure. */
+  renewRequested: string | undefined;
+}
+
+export function backoffState(client: Client, tierName: string | undefined, now: number): BackoffState {
+  const previous = client.status ?? {};
+  const renewRequested = client.metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION];
+  const reset = backoffStartsOver({
+    generation: client.metadata.generation,
+    observedGeneration: previous.observedGeneration,
+    tier: tierName,
+    recordedTier: previous.tier,
+    renewRequested,
+    recordedRenewRequest: previous.lastFailureRenewRequest,
+    lastFailureTime: previous.lastFailureTime,
+    now,
+  });
+  const held = !issuanceBackoff({ failedAttempts: previous.failedAttempts, lastFailureTime: previous.lastFailureTime, reset, now }).go;
+  return { reset, held, renewRequested };
 }
 
 export type IssuanceResult =
@@ -50,11 +78,13 @@ export type IssuanceResult =
       tokens: IssuedToken[];
       /** What the Secret holds after this step: the claims of the token written, or the cached ones. */
       secretToken: TokenClaims | 'unreadable' | undefined;
+      /** A renewal request held back by the interval: when it will be honoured. */
+      renewalDeferredUntil?: number | undefined;
     };
 
 /** The user's ServiceAccount, then a new token if one is due. */
 export async function issue(op: OperatorContext, input: IssuanceInput, log: Logger): Promise<IssuanceResult> {
-  const { client, tier, namespace, policy, secret, anchors, now } = input;
+  const { client, tier, namespace, policy, secret, anchors } = input;
   const previous = client.status ?? {};
   const tierName = tier.metadata.name;
   const tokens = adoptTokenInSecret({
@@ -65,20 +95,12 @@ export async function issue(op: OperatorContext, input: IssuanceInput, log: Logg
     renewBeforeMs: policy.renewBeforeMs,
   });
   // Issuing waits out the backoff of earlier failures, and a failure is recorded, not thrown.
-  const renewRequested = client.metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION];
-  const reset = backoffStartsOver({
-    generation: client.metadata.generation,
-    observedGeneration: previous.observedGeneration,
-    tier: tierName,
-    recordedTier: previous.tier,
-    renewRequested,
-    recordedRenewRequest: previous.lastFailureRenewRequest,
-  });
+  const { reset, renewRequested } = input.backoff;
   const hold = async (err?: unknown, serviceAccount?: ServiceAccountRef): Promise<IssuanceResult> => ({
     done: true,
     outcome: await holdFailing(op, input, tokens, { err, reset, renewRequested, serviceAccount }, log),
   });
-  if (!issuanceBackoff({ failedAttempts: previous.failedAttempts, lastFailureTime: previous.lastFailureTime, reset, now }).go) return hold();
+  if (input.backoff.held) return hold();
 
   let account: Awaited<ReturnType<typeof ensureServiceAccount>>;
   try {
@@ -89,7 +111,7 @@ export async function issue(op: OperatorContext, input: IssuanceInput, log: Logg
   if (account.collision) return { done: true, outcome: collision(input) };
   const saRef: ServiceAccountRef = { namespace, name: account.name, uid: account.uid };
   const decision = tokenDue(input, tokens, saRef);
-  if (decision === undefined) return { done: false, account: saRef, decision, tokens, secretToken: secret?.tokenClaims };
+  if (decision === undefined) return { done: false, account: saRef, decision, tokens, secretToken: secret?.tokenClaims, renewalDeferredUntil: renewalDeferredUntil(input) };
 
   let minted: { issued: IssuedToken; claims: TokenClaims | undefined };
   try {

@@ -8,9 +8,10 @@ import type { IssuedToken } from '../../api/index.ts';
 import type { Logger } from '../../controller/logger.ts';
 import { isNotFound } from '../../kube/errors.ts';
 import { SECRETS } from '../../kube/resources.ts';
-import { planRetention, type RetentionPlan } from '../../policy/reissue.ts';
+import { MAX_TOKENS, planRetention, type RetentionPlan } from '../../policy/reissue.ts';
 import { INDEX, isTrustedAnchor, type CachedSecret, type OperatorContext } from '../context.ts';
 import type { Client } from './status.ts';
+import { tolerate, writeFailure } from './write-failure.ts';
 
 /** The anchors a client has been given: the newest one created is what the Secret cache must have seen. */
 export const anchorsRef = (client: Client): string => `Anchors/${client.metadata.uid}`;
@@ -40,7 +41,7 @@ export async function revokeTokens(op: OperatorContext, client: Client, ids: str
       await op.kube.delete(SECRETS, anchor.metadata?.namespace, id, { preconditions: { uid: anchor.metadata?.uid as string } });
       revoked++;
     } catch (err) {
-      if (!isNotFound(err)) throw err;
+      if (!isNotFound(err)) throw writeFailure('revoking token, delete', `anchor Secret ${anchor.metadata?.namespace}/${id}`, err);
     }
   }
   if (revoked > 0) {
@@ -65,12 +66,17 @@ export async function revokeSuperseded(
   client: Client,
   input: { tokens: IssuedToken[]; revokeEarlier: boolean; issuedNow: boolean; anchors: Set<string>; secret: CachedSecret | undefined; gracePeriodMs: number; now: number },
   log: Logger,
-): Promise<{ retention: RetentionPlan; revoked: number }> {
+): Promise<{ retention: RetentionPlan; revoked: number; failed?: string }> {
   const retention = planRetention(input.tokens, input.now, input.gracePeriodMs, input.revokeEarlier);
   const keep = new Set(retention.keep.map((t) => t.id));
   const claims = input.secret?.tokenClaims;
   const inSecret = claims !== undefined && claims !== 'unreadable' ? claims.boundSecretName : undefined;
   const orphans = [...input.anchors].filter((n) => !keep.has(n) && !(!input.issuedNow && n === inSecret));
-  const revoked = await revokeTokens(op, client, [...new Set([...retention.revoke, ...orphans])], log);
-  return { retention, revoked };
+  const failures: string[] = [];
+  const revoked = await tolerate(failures, () => revokeTokens(op, client, [...new Set([...retention.revoke, ...orphans])], log));
+  if (revoked !== undefined) return { retention, revoked };
+  // Not every one went: those still there stay in status, so a later pass revokes them.
+  const left = new Set(anchorNames(anchorsOf(op, client)));
+  const still = input.tokens.filter((t) => !keep.has(t.id) && left.has(t.id));
+  return { retention: { ...retention, keep: [...retention.keep, ...still].slice(0, MAX_TOKENS) }, revoked: 0, failed: failures.join('; ') };
 }

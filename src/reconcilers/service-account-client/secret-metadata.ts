@@ -4,6 +4,7 @@
  * makes the client its controller. Put back when someone edits it.
  */
 import type { IssuedToken } from '../../api/index.ts';
+import { errorMessage, isInvalid } from '../../kube/errors.ts';
 import { SECRETS } from '../../kube/resources.ts';
 import { RENEW_REQUESTED_AT_ANNOTATION, RENEWED_FOR_ANNOTATION } from '../../policy/reissue.ts';
 import type { EffectiveTokenPolicy } from '../../policy/token-policy.ts';
@@ -19,7 +20,8 @@ import {
   TIER_LABEL,
   TOKEN_ID_ANNOTATION,
 } from '../labels.ts';
-import { secretRef } from './secret.ts';
+import { SecretInvalidError, secretRef } from './secret.ts';
+import { writeFailure } from './write-failure.ts';
 import type { Client } from './status.ts';
 
 /** Template keys in tokenwarden's own namespaces would fight the operator's values: they are dropped. */
@@ -69,7 +71,14 @@ export async function repairSecretMetadata(op: OperatorContext, client: Client, 
     Object.entries(want.annotations).some(([k, v]) => meta.annotations?.[k] !== v) ||
     !(meta.ownerReferences ?? []).some((ref) => ref.uid === client.metadata.uid && ref.controller === true);
   if (!drift) return;
-  const written = await op.kube.patch(SECRETS, meta.namespace, meta.name as string, { metadata: want });
+  let written;
+  try {
+    written = await op.kube.patch(SECRETS, meta.namespace, meta.name as string, { metadata: want });
+  } catch (err) {
+    // Refused as invalid (a secretTemplate label the API server does not accept): only a spec change helps.
+    if (isInvalid(err)) throw new SecretInvalidError(`the API server refuses the Secret: ${errorMessage(err)}`, { cause: err });
+    throw writeFailure('patch', `Secret ${meta.namespace}/${meta.name}`, err);
+  }
   op.freshness.wrote(secretRef(meta.namespace as string, meta.name as string), written);
 }
 

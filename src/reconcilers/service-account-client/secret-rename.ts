@@ -9,6 +9,7 @@ import type { Logger } from '../../controller/logger.ts';
 import type { CachedSecret, OperatorContext } from '../context.ts';
 import { anchorNames, revokeTokens } from './revocation.ts';
 import { defaultSecretName } from './secret.ts';
+import { tolerate } from './write-failure.ts';
 import { clearedTokens, conditionsFor, type Client, type ClientEvent, type Outcome, type TierResolvedCondition } from './status.ts';
 
 /** The name the client's tokens were last delivered under, when spec.secretName has moved away from it. */
@@ -26,9 +27,13 @@ export async function leaveFormerSecret(
   tierResolved: TierResolvedCondition,
   events: ClientEvent[],
   anchors: CachedSecret[],
+  failures: string[],
   log: Logger,
 ): Promise<Outcome> {
-  const revoked = await revokeTokens(op, client, anchorNames(anchors), log);
+  const revoked = await tolerate(failures, () => revokeTokens(op, client, anchorNames(anchors), log));
+  // Refused (write-failure.ts): status keeps the former name and its tokens, so the pass after the
+  // backoff revokes them again; converge.ts records the failure.
+  if (revoked === undefined) return { status: { ...base }, events };
   const name = defaultSecretName(client);
   const message = `spec.secretName changed from ${former} to ${name}: the tokens delivered to ${former} are revoked; a new token follows in ${name}`;
   return {

@@ -8,9 +8,10 @@ import { SECRETS } from '../../kube/resources.ts';
 import type { EffectiveTokenPolicy } from '../../policy/token-policy.ts';
 import type { CachedSecret, OperatorContext } from '../context.ts';
 import { TOKEN_KEY, TOKEN_SECRET_TYPE } from '../labels.ts';
-import { cachedSecret, defaultSecretName, SecretConflictError, SecretInvalidError, secretRef } from './secret.ts';
+import { cachedSecret, defaultSecretName, isSecretError, SecretConflictError, SecretInvalidError, secretRef } from './secret.ts';
 import { secretMetadata } from './secret-metadata.ts';
 import type { Client } from './status.ts';
+import { writeFailure } from './write-failure.ts';
 
 type SecretContent = { token: string; issued: IssuedToken; policy: EffectiveTokenPolicy };
 
@@ -28,17 +29,27 @@ export async function writeSecret(
   const data: Record<string, string> = content === undefined ? {} : { [TOKEN_KEY]: Buffer.from(content.token, 'utf8').toString('base64') };
   if (content === undefined && secret !== undefined && secret.tokenClaims === undefined) return;
   let written;
-  if (secret === undefined) {
-    try {
-      written = await op.kube.create(SECRETS, namespace, { apiVersion: 'v1', kind: 'Secret', type: TOKEN_SECRET_TYPE, metadata: { name, ...metadata }, data } as CachedSecret);
-    } catch (err) {
-      if (!isAlreadyExists(err)) throw err;
-      written = await takeBackUnlabelled(op, client, metadata, data, err);
-    }
-  } else {
-    written = await op.kube.patch(SECRETS, namespace, name, { metadata, data: content === undefined ? { [TOKEN_KEY]: null } : data });
+  try {
+    written = await write();
+  } catch (err) {
+    if (isSecretError(err)) throw err;
+    // Refused as invalid (a secretTemplate label the API server does not accept): only a spec change helps.
+    if (isInvalid(err)) throw new SecretInvalidError(`the API server refuses the Secret: ${errorMessage(err)}`, { cause: err });
+    throw writeFailure(content === undefined ? 'empty' : 'write', `Secret ${namespace}/${name}`, err);
   }
   op.freshness.wrote(secretRef(namespace, name), written);
+
+  async function write(): Promise<CachedSecret> {
+    if (secret === undefined) {
+      try {
+        return await op.kube.create(SECRETS, namespace, { apiVersion: 'v1', kind: 'Secret', type: TOKEN_SECRET_TYPE, metadata: { name, ...metadata }, data } as CachedSecret);
+      } catch (err) {
+        if (!isAlreadyExists(err)) throw err;
+        return await takeBackUnlabelled(op, client, metadata, data, err);
+      }
+    }
+    return await op.kube.patch(SECRETS, namespace, name, { metadata, data: content === undefined ? { [TOKEN_KEY]: null } : data });
+  }
 }
 
 /**

@@ -10,6 +10,7 @@ import { isNotFound } from '../../kube/errors.ts';
 import { SECRETS } from '../../kube/resources.ts';
 import { isClientSecret, type CachedSecret, type OperatorContext } from '../context.ts';
 import type { Client } from './status.ts';
+import { writeFailure } from './write-failure.ts';
 
 /** The Secret name is taken by a Secret tokenwarden does not manage: never overwrite it. */
 export class SecretConflictError extends Error {}
@@ -37,6 +38,6 @@ export async function deleteClientSecret(op: OperatorContext, client: Client, na
   try {
     await op.kube.delete(SECRETS, client.metadata.namespace, name, { preconditions: { uid: secret.metadata?.uid as string } });
   } catch (err) {
-    if (!isNotFound(err)) throw err;
+    if (!isNotFound(err)) throw writeFailure('delete', `Secret ${client.metadata.namespace}/${name}`, err);
   }
 }

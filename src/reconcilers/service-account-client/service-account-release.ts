@@ -13,6 +13,7 @@ import { SERVICE_ACCOUNTS } from '../../kube/resources.ts';
 import { instanceScope, serviceAccountUsers, useAnnotation } from '../../policy/service-account-use.ts';
 import { INDEX, tierNamespaces, type OperatorContext, type ServiceAccount } from '../context.ts';
 import type { Client } from './status.ts';
+import { writeFailure } from './write-failure.ts';
 
 /**
  * Gives up the ServiceAccounts this client used and no longer does (all of them when `current` is
@@ -27,7 +28,13 @@ export async function releaseServiceAccount(op: OperatorContext, client: Client,
     used.set(`${sa.metadata?.namespace}/${sa.metadata?.name}`, { namespace: sa.metadata?.namespace as string, name: sa.metadata?.name as string });
   }
   if (current !== undefined) used.delete(`${current.namespace}/${current.name}`);
-  for (const account of used.values()) await deleteServiceAccountIfUnused(op, client, account);
+  for (const account of used.values()) {
+    try {
+      await deleteServiceAccountIfUnused(op, client, account);
+    } catch (err) {
+      throw writeFailure('release', `ServiceAccount ${account.namespace}/${account.name}`, err);
+    }
+  }
 }
 
 /** Who, besides `releasing`, keeps the ServiceAccount (policy/service-account-use.ts). */

@@ -6,10 +6,10 @@ import type { ServiceAccountClientStatus } from '../../api/index.ts';
 import { getCondition } from '../../controller/conditions.ts';
 import type { Logger } from '../../controller/logger.ts';
 import type { OperatorContext } from '../context.ts';
-import { revokeAll } from './revocation.ts';
+import { takeAway } from './take-away.ts';
+import type { BackoffState } from './issuance.ts';
 import { defaultSecretName } from './secret.ts';
 import { writeSecret } from './secret-write.ts';
-import { releaseServiceAccount } from './service-account-release.ts';
 import { clearedTokens, conditionsFor, type Client, type ClientEvent, type Outcome, type TierResolvedCondition } from './status.ts';
 
 /** suspended: true — every token revoked, the Secret holds none. */
@@ -19,11 +19,12 @@ export async function suspend(
   base: ServiceAccountClientStatus,
   tierResolved: TierResolvedCondition,
   events: ClientEvent[],
+  pass: { backoff: BackoffState; failures: string[] },
   log: Logger,
 ): Promise<Outcome> {
-  const revoked = await revokeAll(op, client, log);
-  await writeSecret(op, client, base.tier as string, undefined);
-  await releaseServiceAccount(op, client, undefined);
+  // Revoked first, whatever else fails: a suspension that cannot release a ServiceAccount still
+  // stops every token (converge.ts takeAway).
+  const revoked = await takeAway(op, client, pass.backoff, pass.failures, log, () => writeSecret(op, client, base.tier as string, undefined));
   const wasSuspended = getCondition(base.conditions, 'Suspended')?.status === 'True';
   const message = 'suspended: every token is revoked and the Secret holds none';
   return {

@@ -11,6 +11,7 @@ import { anchorNames, revokeTokens } from './revocation.ts';
 import { cachedSecret, defaultSecretName } from './secret.ts';
 import { writeSecret } from './secret-write.ts';
 import { releaseServiceAccount } from './service-account-release.ts';
+import { WriteFailedError } from './write-failure.ts';
 import { clearedTokens, conditionsFor, type Client, type ClientEvent, type Outcome, type TierResolvedCondition } from './status.ts';
 
 /**
@@ -27,6 +28,7 @@ export async function leaveOldTier(
   tierResolved: TierResolvedCondition,
   events: ClientEvent[],
   leftBehind: CachedSecret[],
+  failures: string[],
   log: Logger,
 ): Promise<Outcome> {
   const secret = cachedSecret(op, client);
@@ -37,8 +39,12 @@ export async function leaveOldTier(
     secret !== undefined ? writeSecret(op, client, base.tier as string, undefined, secret) : Promise.resolve(),
     releaseServiceAccount(op, client, undefined),
   ]);
-  const failed = settled.find((r) => r.status === 'rejected');
-  if (failed !== undefined) throw failed.reason;
+  // A failed write (write-failure.ts) is recorded by converge.ts; anything else is thrown.
+  for (const result of settled) {
+    if (result.status !== 'rejected') continue;
+    if (!(result.reason instanceof WriteFailedError)) throw result.reason;
+    failures.push(result.reason.message);
+  }
   const oldTiers = leftBehind.map((a) => a.metadata?.labels?.[TIER_LABEL] ?? a.metadata?.namespace);
   // The tier's departures (reconcilers/departures.ts) may have revoked them already: none left behind.
   if (client.status?.tier !== undefined && client.status.tier !== base.tier) oldTiers.push(client.status.tier);

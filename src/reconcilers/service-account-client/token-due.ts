@@ -3,7 +3,7 @@
  * and its anchor, the Secret and what its token was requested with (policy/reissue.ts decides).
  */
 import type { IssuedToken } from '../../api/index.ts';
-import { needsNewToken, RENEW_REQUESTED_AT_ANNOTATION, RENEWED_FOR_ANNOTATION, type ReissueDecision } from '../../policy/reissue.ts';
+import { needsNewToken, RENEW_REQUESTED_AT_ANNOTATION, RENEWED_FOR_ANNOTATION, renewRequestDueAt, type ReissueDecision } from '../../policy/reissue.ts';
 import { AUDIENCES_ANNOTATION, EXPIRATION_ANNOTATION } from '../labels.ts';
 import type { IssuanceInput } from './issuance.ts';
 import type { ServiceAccountRef } from './service-account.ts';
@@ -39,4 +39,15 @@ export function tokenDue(input: IssuanceInput, tokens: IssuedToken[], account: S
     recordedServiceAccount: (previous.tokens ?? []).length > 0 ? previous.serviceAccount : undefined,
     renewRequested: client.metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION],
   });
+}
+
+/** When a renewal request the interval holds back will be honoured (policy/reissue.ts renewRequestDueAt); undefined for none held. */
+export function renewalDeferredUntil(input: IssuanceInput): number | undefined {
+  const { client, secret, now } = input;
+  const dueAt = renewRequestDueAt({
+    now,
+    renewRequested: client.metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION],
+    secret: secret === undefined ? undefined : { claims: secret.tokenClaims, renewRequest: secret.metadata?.annotations?.[RENEWED_FOR_ANNOTATION] },
+  });
+  return dueAt !== undefined && dueAt > now ? dueAt : undefined;
 }

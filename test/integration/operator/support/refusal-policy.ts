@@ -8,14 +8,18 @@ import { kube, trackClusterObject, type ResourceType } from '../../support/opera
 const VAP: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicies', namespaced: false };
 const VAP_BINDING: ResourceType = { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicybindings', namespaced: false };
 
+type Operation = 'CREATE' | 'UPDATE' | 'DELETE';
+
 export interface RefusalPolicy {
   name: string;
   namespace: string;
   /** The request it matches, as a matchConstraints resourceRule (apiGroups and apiVersions of the core group). */
-  operation: 'CREATE' | 'UPDATE' | 'DELETE';
+  operation: Operation | Operation[];
   resource: string;
   /** Refused unless true (CEL); 'false' refuses every match. */
   allowIf: string;
+  /** The API group of `resource` (default the core group ''). */
+  apiGroup?: string;
   message: string;
 }
 
@@ -27,7 +31,7 @@ export async function createRefusalPolicy(p: RefusalPolicy): Promise<void> {
     metadata: { name: p.name },
     spec: {
       failurePolicy: 'Fail',
-      matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: [p.operation], resources: [p.resource] }] },
+      matchConstraints: { resourceRules: [{ apiGroups: [p.apiGroup ?? ''], apiVersions: [p.apiGroup ? '*' : 'v1'], operations: Array.isArray(p.operation) ? p.operation : [p.operation], resources: [p.resource] }] },
       validations: [{ expression: p.allowIf, message: p.message, reason: 'Forbidden' }],
     },
   });
