@@ -4,7 +4,8 @@
  * ungranted one.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTestNamespace, waitFor } from '../support/cluster.ts';
+import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { createTestNamespace, userKubeConfig, waitFor } from '../support/cluster.ts';
 import { asServiceAccount } from '../support/rbac.ts';
 import {
   MANAGED_BY,
@@ -207,5 +208,60 @@ describe('deletionPolicy', () => {
       const ns = await kube.tryGet(R.namespace, undefined, namespace);
       return ns === null || ns.metadata.deletionTimestamp !== undefined;
     }, { timeoutMs: 10_000, description: `namespace ${namespace} deleted` });
+  });
+});
+
+describe("bindings a namespace admin labels as a tier's", () => {
+  it('are never deleted: not as stale when the access moves, not when the Tier goes', async () => {
+    const mallory = 'mallory@example.com';
+    const malloryNs = await createTestNamespace(`${op.prefix}-mallory`);
+    await kube.create(R.roleBinding, malloryNs, {
+      metadata: { name: 'mallory-admin' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'admin' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: mallory }],
+    });
+    const asMallory = userKubeConfig(mallory).makeApiClient(RbacAuthorizationV1Api);
+    const created = await createTier(op, 'lookalike', { level: 1, access: [{ clusterRole: modelUser, namespaces: [modelsNs] }] });
+    const name = created.metadata.name;
+    await waitForTierReady(name);
+    const theTiers = `${op.namespacePrefix}-tier-${name}-${modelUser}`;
+    const labels = { [MANAGED_BY]: 'tokenwarden', [TIER_LABEL]: name };
+    // Her own grant (view for herself), once under a name of her choice, once under the tier's name for
+    // it; her admin role lets her bind view in her namespace.
+    const planted: { name: string; resourceVersion: string }[] = [];
+    for (const bindingName of ['looks-like-tokenwarden', theTiers]) {
+      const made = await waitFor(async () => {
+        try {
+          return await asMallory.createNamespacedRoleBinding({
+            namespace: malloryNs,
+            body: {
+              metadata: { name: bindingName, labels, annotations: { padding: 'x'.repeat(200_000) } },
+              roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' },
+              subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: mallory }],
+            },
+          });
+        } catch (err) {
+          if ((err as { code?: number }).code === 403) return undefined; // her admin role not yet seen by the authorizer
+          throw err;
+        }
+      }, { timeoutMs: 15_000, description: `mallory creates RoleBinding ${bindingName}` });
+      planted.push({ name: bindingName, resourceVersion: made.metadata?.resourceVersion as string });
+    }
+    const untouched = async () => {
+      for (const p of planted) expect((await kube.get(R.roleBinding, malloryNs, p.name)).metadata.resourceVersion, p.name).toBe(p.resourceVersion);
+    };
+
+    // The access moves to another namespace: the tier's binding in modelsNs goes as stale, hers stay.
+    await kube.patch(R.tier, undefined, name, { spec: { access: [{ clusterRole: modelUser, namespaces: [otherNs] }] } });
+    await waitFor(async () => (await kube.tryGet(R.roleBinding, otherNs, theTiers)) !== null && (await kube.tryGet(R.roleBinding, modelsNs, theTiers)) === null, {
+      timeoutMs: 20_000,
+      description: `the tier's binding moved from ${modelsNs} to ${otherNs}`,
+    });
+    await untouched();
+
+    await kube.remove(R.tier, undefined, name);
+    await waitFor(async () => (await kube.tryGet(R.tier, undefined, name)) === null, { timeoutMs: 20_000, description: `Tier ${name} gone` });
+    expect(await kube.tryGet(R.roleBinding, otherNs, theTiers)).toBeNull();
+    await untouched();
   });
 });
