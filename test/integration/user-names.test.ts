@@ -43,7 +43,6 @@ const USERS = [
   'alice--example--com',
   '-alice-example-com-',
   ' alice@example.com ',
-  'alice@example.com\t',
   // Shapes of other identities.
   'system:serviceaccount:default:default',
   'system:admin',
@@ -106,6 +105,14 @@ describe('user names of every shape', () => {
       usernames.add(r.username as string);
     }
     expect(usernames.size).toBe(USERS.length);
+  });
+
+  it('a user name with a control character is refused at admission, naming the field (it would reach terminals raw)', async () => {
+    for (const [i, user] of ['alice@example.com\t', 'alice\u001b[31m@example.com', 'alice\u202e@example.com'].entries()) {
+      const refused = await createClient(op, ns, `control-${i}`, { subject: { user } }).then(() => undefined, (err: unknown) => err as { status?: number; message?: string });
+      expect(refused?.status, JSON.stringify(user)).toBe(422);
+      expect(refused?.message).toContain('spec.subject.user');
+    }
   });
 
   it('a second client of the same user shares that user\'s ServiceAccount, not a look-alike\'s', async () => {
