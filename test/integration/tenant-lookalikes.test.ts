@@ -10,12 +10,9 @@
  * cluster-admin with no fence, as `make run` runs it (the operator would delete or patch her
  * ServiceAccount: a confused deputy). Every request of the users goes through their own contexts.
  */
-import https from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { instanceScope, useAnnotation } from '../../src/policy/service-account-use.ts';
-import { createTestNamespace, userKubeConfig, waitFor } from './support/cluster.ts';
-import { adminRequest } from './support/crds.ts';
+import { createTestNamespace, waitFor } from './support/cluster.ts';
 import {
   API_VERSION,
   MANAGED_BY,
@@ -25,7 +22,6 @@ import {
   condition,
   createTier,
   kube,
-  resourcePath,
   review,
   scopedName,
   sleep,
@@ -38,66 +34,13 @@ import {
   type ClientSpec,
   type KObject,
   type OperatorProcess,
-  type ResourceType,
 } from './support/operator.ts';
+import { asUser, grantEdit, type Answer } from './support/users.ts';
 import { countedIdentity, countedRequests } from './support/writes.ts';
 
 const ALICE = 'alice@example.com';
 const BOB = 'bob@example.com';
 const MALLORY = 'mallory@example.com';
-
-interface Answer {
-  code: number;
-  body: KObject & { message?: string };
-}
-
-/** A REST client with someone's own credentials: answers, never throws on an HTTP status. */
-function restAs(kc: KubeConfig) {
-  const server = kc.getCurrentCluster()?.server;
-  if (!server) throw new Error('no cluster in the kubeconfig');
-  const send = async (method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<Answer> => {
-    const opts: https.RequestOptions = { method, timeout: 30_000, headers: { Accept: 'application/json', 'Content-Type': contentType } };
-    await kc.applyToHTTPSOptions(opts);
-    return new Promise((resolve, reject) => {
-      const req = https.request(new URL(urlPath, server), opts, (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ code: res.statusCode ?? 0, body: (text ? JSON.parse(text) : {}) as Answer['body'] }));
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end(body === undefined ? undefined : JSON.stringify(body));
-    });
-  };
-  return {
-    create: (type: ResourceType, namespace: string, body: unknown) => send('POST', resourcePath(type, namespace), body),
-    patch: (type: ResourceType, namespace: string, name: string, patch: unknown) => send('PATCH', resourcePath(type, namespace, name), patch, 'application/merge-patch+json'),
-    remove: (type: ResourceType, namespace: string, name: string) => send('DELETE', resourcePath(type, namespace, name)),
-  };
-}
-const asUser = (user: string) => restAs(userKubeConfig(user));
-
-async function userMay(user: string, attrs: Record<string, string>): Promise<boolean> {
-  const res = await adminRequest<{ status?: { allowed?: boolean } }>('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
-    apiVersion: 'authorization.k8s.io/v1',
-    kind: 'SubjectAccessReview',
-    spec: { user, groups: ['system:authenticated'], resourceAttributes: attrs },
-  });
-  return res.body.status?.allowed === true;
-}
-
-/** Admin: `edit` in `namespace` for `user`, once the authorizer says so. */
-async function grantEdit(namespace: string, user: string): Promise<void> {
-  await kube.create(R.roleBinding, namespace, {
-    metadata: { name: `${user.split('@')[0]}-edit` },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' },
-    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }],
-  });
-  await waitFor(() => userMay(user, { verb: 'create', group: 'tokenwarden.io', resource: 'serviceaccountclients', namespace }), {
-    timeoutMs: 15_000,
-    description: `${user} may create clients in ${namespace}`,
-  });
-}
 
 function expectCreated(res: Answer, what: string): KObject {
   expect(res.code, `${what}: ${JSON.stringify(res.body.message ?? res.body)}`).toBe(201);

@@ -20,10 +20,9 @@
  * 7. The operator's own identity is fenced (manifests/operator-fence.yaml).
  * 8. No Pod runs in a tier namespace.
  */
-import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { createTestNamespace, userKubeConfig, waitFor } from './support/cluster.ts';
+import { createTestNamespace, waitFor } from './support/cluster.ts';
 import { adminRequest } from './support/crds.ts';
 import {
   API_VERSION,
@@ -53,9 +52,9 @@ import {
   type ClientSpec,
   type KObject,
   type OperatorProcess,
-  type ResourceType,
 } from './support/operator.ts';
 import { operatorServiceAccountKubeconfig, serviceAccountToken, serviceAccountUser, tokenKubeconfig } from './support/rbac.ts';
+import { asUser, restAs, userMay, type Answer, type Rest } from './support/users.ts';
 import { countedIdentity, delta, type CountedIdentity } from './support/writes.ts';
 
 const ALICE = 'alice@example.com';
@@ -64,44 +63,6 @@ const MALLORY = 'mallory@example.com';
 /** alice as the identity provider reports her after she left premium-users (launcher.ts: same user, fewer groups). */
 const ALICE_LEFT_PREMIUM = 'alice@example.com/left-premium-users';
 
-interface Answer<T = KObject> {
-  code: number;
-  body: T & { message?: string };
-}
-
-/** A REST client with someone's own credentials: answers, never throws on an HTTP status. */
-function restAs(kc: KubeConfig) {
-  const server = kc.getCurrentCluster()?.server;
-  if (!server) throw new Error('no cluster in the kubeconfig');
-  const send = async <T>(method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<Answer<T>> => {
-    const opts: https.RequestOptions = { method, timeout: 30_000, headers: { Accept: 'application/json', 'Content-Type': contentType } };
-    await kc.applyToHTTPSOptions(opts);
-    return new Promise((resolve, reject) => {
-      const req = https.request(new URL(urlPath, server), opts, (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ code: res.statusCode ?? 0, body: (text ? JSON.parse(text) : {}) as T & { message?: string } }));
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end(body === undefined ? undefined : JSON.stringify(body));
-    });
-  };
-  return {
-    create: <T = KObject>(type: ResourceType, namespace: string | undefined, body: unknown) => send<T>('POST', resourcePath(type, namespace), body),
-    /** A POST to a URL of its own, e.g. a subresource. */
-    post: <T = KObject>(urlPath: string, body: unknown) => send<T>('POST', urlPath, body),
-    patch: <T = KObject>(type: ResourceType, namespace: string | undefined, name: string, patch: unknown) =>
-      send<T>('PATCH', resourcePath(type, namespace, name), patch, 'application/merge-patch+json'),
-    remove: <T = KObject>(type: ResourceType, namespace: string | undefined, name: string) => send<T>('DELETE', resourcePath(type, namespace, name)),
-    /** A deletecollection of the objects matching `labelSelector`. */
-    deleteAll: <T = KObject>(type: ResourceType, namespace: string, labelSelector: string) =>
-      send<T>('DELETE', `${resourcePath(type, namespace)}?labelSelector=${encodeURIComponent(labelSelector)}`),
-  };
-}
-type Rest = ReturnType<typeof restAs>;
-
-const asUser = (user: string): Rest => restAs(userKubeConfig(user));
 const fromFile = (file: string): Rest => {
   const kc = new KubeConfig();
   kc.loadFromFile(file);
@@ -136,19 +97,10 @@ async function bindRole(namespace: string, name: string, role: { kind: 'ClusterR
 }
 const userSubject = (name: string) => ({ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name });
 
-/** Whether the authorizer allows `user` (with `groups`) the attributes: RBAC changes reach it by watch. */
-async function userMay(user: string, groups: string[], attrs: Record<string, string>): Promise<boolean> {
-  const res = await adminRequest<{ status?: { allowed?: boolean } }>('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
-    apiVersion: 'authorization.k8s.io/v1',
-    kind: 'SubjectAccessReview',
-    spec: { user, groups: [...groups, 'system:authenticated'], resourceAttributes: attrs },
-  });
-  return res.body.status?.allowed === true;
-}
 const waitUntilMay = (user: string, groups: string[], attrs: Record<string, string>) =>
-  waitFor(() => userMay(user, groups, attrs), { timeoutMs: 15_000, description: `${user} allowed ${JSON.stringify(attrs)}` });
+  waitFor(() => userMay(user, attrs, groups), { timeoutMs: 15_000, description: `${user} allowed ${JSON.stringify(attrs)}` });
 const waitUntilMayNot = (user: string, groups: string[], attrs: Record<string, string>) =>
-  waitFor(async () => !(await userMay(user, groups, attrs)), { timeoutMs: 15_000, description: `${user} no longer allowed ${JSON.stringify(attrs)}` });
+  waitFor(async () => !(await userMay(user, attrs, groups)), { timeoutMs: 15_000, description: `${user} no longer allowed ${JSON.stringify(attrs)}` });
 
 const createSac = { verb: 'create', group: 'tokenwarden.io', resource: 'serviceaccountclients' };
 
@@ -588,9 +540,9 @@ describe('the operator\'s own identity is fenced by admission', () => {
     onTestFinished(() => kube.remove(R.serviceAccount, 'kube-system', victim).then(() => undefined));
     const url = resourcePath(R.serviceAccount, 'kube-system', victim, 'token');
     // RBAC allows it (serviceaccounts/token create is cluster-wide): only the fence stands in the way.
-    expect(await userMay(serviceAccountUser('tokenwarden-system', 'tokenwarden'), ['system:serviceaccounts', 'system:serviceaccounts:tokenwarden-system'], {
+    expect(await userMay(serviceAccountUser('tokenwarden-system', 'tokenwarden'), {
       verb: 'create', resource: 'serviceaccounts', subresource: 'token', namespace: 'kube-system', name: victim,
-    })).toBe(true);
+    }, ['system:serviceaccounts', 'system:serviceaccounts:tokenwarden-system'])).toBe(true);
     // The fence was applied with the manifests' RBAC just now: wait until the API server enforces it.
     const res = await waitFor(
       async () => {

@@ -10,11 +10,9 @@
  * - Control characters in tierRef.name and the other strings a tenant writes are refused at
  *   admission, or reach `kubectl tokenwarden status`/`list -o wide` and `kubectl get -o wide` escaped.
  */
-import https from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { API_VERSION } from '../../../src/api/index.ts';
-import { createTestNamespace, kubectl, kubeconfigPath, userKubeConfig, waitFor } from '../support/cluster.ts';
+import { createTestNamespace, kubectl, kubeconfigPath, waitFor } from '../support/cluster.ts';
 import { accessObjects, adminRequest } from '../support/crds.ts';
 import {
   R,
@@ -32,6 +30,7 @@ import {
   type ResourceType,
 } from '../support/operator.ts';
 import { JWT_PATTERN, buildPlugin, runExecutable, type RunResult } from './support.ts';
+import { asUser, grantEdit, userMay, type Answer } from '../support/users.ts';
 
 const ALICE = 'alice@example.com';
 const MALLORY = 'mallory@example.com';
@@ -48,36 +47,6 @@ let aliceNs: string;
 let malloryNs: string;
 let sharedNs: string;
 
-interface Answer {
-  code: number;
-  body: { message?: string; [key: string]: unknown };
-}
-
-/** Requests with someone's own credentials: answers, never throws on an HTTP status. */
-function asUser(user: string) {
-  const kc: KubeConfig = userKubeConfig(user);
-  const server = kc.getCurrentCluster()?.server as string;
-  const send = async (method: string, urlPath: string, body?: unknown): Promise<Answer> => {
-    const opts: https.RequestOptions = { method, timeout: 30_000, headers: { Accept: 'application/json', 'Content-Type': 'application/json' } };
-    await kc.applyToHTTPSOptions(opts);
-    return new Promise((resolve, reject) => {
-      const req = https.request(new URL(urlPath, server), opts, (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ code: res.statusCode ?? 0, body: text ? (JSON.parse(text) as Answer['body']) : {} }));
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end(body === undefined ? undefined : JSON.stringify(body));
-    });
-  };
-  return {
-    get: (type: ResourceType, namespace: string | undefined, name?: string) => send('GET', resourcePath(type, namespace, name)),
-    create: (type: ResourceType, namespace: string | undefined, body: unknown) => send('POST', resourcePath(type, namespace), body),
-    post: (urlPath: string, body: unknown) => send('POST', urlPath, body),
-  };
-}
-
 const as = (user: string, namespace: string, ...args: string[]): Promise<RunResult> =>
   runExecutable(plugin, ['--kubeconfig', kubeconfigPath(), '--context', user, '-n', namespace, ...args]);
 const asAdmin = (namespace: string, ...args: string[]): Promise<RunResult> => runExecutable(plugin, ['--kubeconfig', kubeconfigPath(), '-n', namespace, ...args]);
@@ -87,22 +56,6 @@ function expectNoRawControls(what: string, text: string): void {
   expect(found, `${what} holds a raw U+${found?.[0].codePointAt(0)?.toString(16).padStart(4, '0')}:\n${JSON.stringify(text)}`).toBeNull();
 }
 
-async function userMay(user: string, attrs: Record<string, string>): Promise<boolean> {
-  const res = await adminRequest<{ status?: { allowed?: boolean } }>('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
-    apiVersion: 'authorization.k8s.io/v1',
-    kind: 'SubjectAccessReview',
-    spec: { user, groups: ['system:authenticated'], resourceAttributes: attrs },
-  });
-  return res.body.status?.allowed === true;
-}
-
-async function bindEdit(namespace: string, user: string): Promise<void> {
-  await kube.create(R.roleBinding, namespace, {
-    metadata: { name: `${user.split('@')[0]}-edit` },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' },
-    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }],
-  });
-}
 
 const clientBody = (namespace: string, name: string, spec: Record<string, unknown>) => ({
   apiVersion: API_VERSION,
@@ -116,7 +69,7 @@ beforeAll(async () => {
   selector = `${RUN_LABEL}=${op.prefix}`;
   await createTier(op, 'free', { level: 10, default: true, token: { audiences: [`${op.prefix}-gw`] } });
   [aliceNs, malloryNs, sharedNs] = await Promise.all([createTestNamespace('iso-alice'), createTestNamespace('iso-mallory'), createTestNamespace('iso-shared')]);
-  await Promise.all([bindEdit(aliceNs, ALICE), bindEdit(malloryNs, MALLORY), bindEdit(sharedNs, ALICE), bindEdit(sharedNs, MALLORY)]);
+  await Promise.all([grantEdit(aliceNs, ALICE), grantEdit(malloryNs, MALLORY), grantEdit(sharedNs, ALICE), grantEdit(sharedNs, MALLORY)]);
   // The role shipped in access/ (installed with the CRDs), bound cluster-wide as the README says.
   const binding = `${op.prefix}-mallory-reads-tiers`;
   trackClusterObject(R.clusterRoleBinding, binding);

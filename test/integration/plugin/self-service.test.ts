@@ -13,7 +13,6 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { createTestNamespace, kubeconfigPath, waitFor } from '../support/cluster.ts';
-import { adminRequest } from '../support/crds.ts';
 import {
   R,
   RUN_LABEL,
@@ -33,6 +32,7 @@ import {
   type OperatorProcess,
 } from '../support/operator.ts';
 import { JWT_PATTERN, buildPlugin, pathWith, runExecutable, tempDir, type RunResult } from './support.ts';
+import { userMay } from '../support/users.ts';
 
 const ALICE = 'alice@example.com';
 const BOB = 'bob@example.com';
@@ -59,15 +59,6 @@ function expectOneLineError(res: RunResult, ...parts: string[]): void {
   expect(res.stderr).toMatch(/^error: /);
   expect(res.stderr).not.toMatch(/\n\s+at /);
   for (const part of parts) expect(res.stderr).toContain(part);
-}
-
-async function userMay(user: string, attrs: Record<string, string>): Promise<boolean> {
-  const res = await adminRequest<{ status?: { allowed?: boolean } }>('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
-    apiVersion: 'authorization.k8s.io/v1',
-    kind: 'SubjectAccessReview',
-    spec: { user, groups: ['system:authenticated'], resourceAttributes: attrs },
-  });
-  return res.body.status?.allowed === true;
 }
 
 beforeAll(async () => {
