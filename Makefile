@@ -79,11 +79,13 @@ plugin: $(NODE_DEPS) ## Build bin/kubectl-tokenwarden: the kubectl plugin as one
 # The image `make deploy` runs is the one in manifests/kustomization.yaml (tokenwarden:dev); for
 # another, `cd manifests && kustomize edit set image tokenwarden=$(IMG)` first.
 IMG ?= tokenwarden:dev
-CONTAINER_TOOL ?= docker
+# Where `make image` writes the OCI archive of the image.
+IMAGE_ARCHIVE ?= .cache/image/tokenwarden.oci.tar
+export IMG IMAGE_ARCHIVE
 
-.PHONY: docker-build
-docker-build: ## Build the operator image IMG (default tokenwarden:dev) with CONTAINER_TOOL (default docker; needs an engine).
-	$(CONTAINER_TOOL) build -t $(IMG) .
+.PHONY: image
+image: $(NODE_DEPS) ## Build the operator image IMG (default tokenwarden:dev) from scratch with buildah (no Docker, no base image) into IMAGE_ARCHIVE (an OCI archive).
+	nice -n 19 ionice -c3 bash tools/image.sh
 
 .PHONY: deploy
 deploy: install ## CRDs and access/, then the operator (manifests/: namespace, RBAC, admission fence, 2-replica Deployment, metrics Service).
