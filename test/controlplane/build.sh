@@ -4,6 +4,8 @@
 # folder keyed by the modules' go.sum, so a version bump rebuilds and everything else starts in
 # seconds. Prints the folder holding the binaries.
 #   build.sh --dir   prints the folder without building anything (it may not exist yet).
+#   build.sh --node  also builds kubelet and kube-scheduler (`make node-up`), from the same module,
+#                    so the node's version is always the control plane's.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -13,6 +15,7 @@ etcd_version=$(awk '/^require go.etcd.io\/etcd\/server\/v3/ {print $3}' "$here/e
 cache=${TOKENWARDEN_CONTROLPLANE_CACHE:-$root/.cache/controlplane}
 out="$cache/kubernetes-$kube_version-etcd-$etcd_version-$key"
 if [ "${1:-}" = "--dir" ]; then echo "$out"; exit 0; fi
+node=false; if [ "${1:-}" = "--node" ]; then node=true; fi
 
 # pki is tiny and edited in place, so it is keyed by its own source rather than by go.sum: a
 # change to it rebuilds it alone (a second), never the multi-minute Kubernetes binaries.
@@ -25,6 +28,12 @@ targets=(
   "kube k8s.io/kubernetes/cmd/kubectl kubectl"
   "kube ./pki pki"
 )
+if $node; then
+  targets+=(
+    "kube k8s.io/kubernetes/cmd/kubelet kubelet"
+    "kube k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler"
+  )
+fi
 fresh() { # binary
   [ -x "$out/$1" ] || return 1
   if [ "$1" = pki ]; then [ "$(cat "$out/pki.src" 2>/dev/null)" = "$pki_sum" ] || return 1; fi
