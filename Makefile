@@ -87,6 +87,24 @@ export IMG IMAGE_ARCHIVE
 image: $(NODE_DEPS) ## Build the operator image IMG (default tokenwarden:dev) from scratch with buildah (no Docker, no base image) into IMAGE_ARCHIVE (an OCI archive).
 	nice -n 19 ionice -c3 bash tools/image.sh
 
+##@ A real node (root; Debian packages containerd runc containernetworking-plugins buildah iptables)
+.PHONY: node-up
+node-up: $(NODE_DEPS) ## The local control plane (ready for a node) plus a node: containerd, runc, CNI bridge, kubelet, kube-scheduler.
+	@bash test/node/node.sh check
+	@nice -n 19 ionice -c3 bash test/controlplane/build.sh --node >/dev/null
+	node test/controlplane/launcher.ts up --node
+	bash test/node/node.sh up
+
+.PHONY: node-down
+node-down: $(NODE_DEPS) ## Stop the node (no process, container, mount, cgroup or iptables rule left) and the control plane.
+	bash test/node/node.sh down
+	node tools/dev.ts down
+	node test/controlplane/launcher.ts down
+
+.PHONY: node-image
+node-image: image ## `make image`, then import it into the node's containerd.
+	bash test/node/node.sh load $(IMAGE_ARCHIVE) $(IMG)
+
 .PHONY: deploy
 deploy: install ## CRDs and access/, then the operator (manifests/: namespace, RBAC, admission fence, 2-replica Deployment, metrics Service).
 	$(KUBECTL) apply --server-side -k manifests
