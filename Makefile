@@ -112,6 +112,19 @@ deploy: install ## CRDs and access/, then the operator (manifests/: namespace, R
 .PHONY: undeploy
 undeploy: ## Remove what `make deploy` applied except the CRDs (`make uninstall` removes those).
 	$(KUBECTL) delete -k manifests --ignore-not-found
+	@echo "undeploy: the operator is gone. Tokens already issued stay valid until they expire: nothing renews or revokes them now."
+	@echo "          To revoke them, delete the clients (or the tier namespaces) while the operator still runs."
+
+##@ End to end (a real node; root)
+# Its own folder, so a `make dev` control plane in .dev is left alone.
+E2E_DEV ?= .e2e
+
+.PHONY: test-e2e
+test-e2e: $(NODE_DEPS) ## make image, a node, make deploy and the checks of test/e2e through kubectl; everything stopped after.
+	@bash test/node/node.sh check
+	$(MAKE) --no-print-directory node-up DEV=$(E2E_DEV)
+	status=0; { $(MAKE) --no-print-directory node-image DEV=$(E2E_DEV) && TOKENWARDEN_DEV_DIR=$(abspath $(E2E_DEV)) vitest run --project e2e; } || status=$$?; \
+	  $(MAKE) --no-print-directory node-down DEV=$(E2E_DEV) || status=$$((status ? status : 1)); exit $$status
 
 ##@ Verification
 .PHONY: test
