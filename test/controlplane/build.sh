@@ -19,6 +19,26 @@ key=$( (cat "$here/kube/go.mod" "$here/kube/go.sum" "$here/etcd/go.mod" "$here/e
 etcd_version=$(awk '/^require go.etcd.io\/etcd\/server\/v3/ {print $3}' "$here/etcd/go.mod")
 cache=${TOKENWARDEN_CONTROLPLANE_CACHE:-$root/.cache/controlplane}
 out="$cache/kubernetes-$kube_version-etcd-$etcd_version-$key"
+#   build.sh --helm  builds helm alone (helm/go.mod, its own key) and prints its folder.
+if [ "${1:-}" = "--helm" ]; then
+  helm_version=$(awk '/^require helm.sh\/helm\/v4/ {print $3}' "$here/helm/go.mod")
+  helm_key=$(cat "$here/helm/go.mod" "$here/helm/go.sum" | sha256sum | cut -c1-12)
+  helm_out=${TOKENWARDEN_CONTROLPLANE_CACHE:-$root/.cache/controlplane}/helm-$helm_version-$helm_key
+  if [ ! -x "$helm_out/helm" ]; then
+    command -v go >/dev/null || { echo "build.sh: the Go toolchain is needed to build helm" >&2; exit 1; }
+    mkdir -p "$helm_out"
+    exec 9>"$helm_out/.build.lock"; flock 9
+    if [ ! -x "$helm_out/helm" ]; then
+      echo "[controlplane] building helm $helm_version (first run only)..." >&2
+      started=$SECONDS
+      hv=helm.sh/helm/v4/internal/version
+      (cd "$here/helm" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X $hv.version=$helm_version" -o "$helm_out/.helm.tmp" helm.sh/helm/v4/cmd/helm)
+      mv -f "$helm_out/.helm.tmp" "$helm_out/helm"
+      echo "[controlplane] built helm in $((SECONDS - started))s" >&2
+    fi
+  fi
+  echo "$helm_out"; exit 0
+fi
 if [ "${1:-}" = "--dir" ]; then echo "$out"; exit 0; fi
 node=false; if [ "${1:-}" = "--node" ]; then node=true; fi
 
