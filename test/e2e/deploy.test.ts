@@ -1,7 +1,8 @@
 /**
  * `make test-e2e`: the operator as it ships, on a real node (test/node/node.sh: kubelet, containerd,
- * runc), installed by `make deploy` from manifests/ unchanged and checked through kubectl and the
- * users' contexts. The node and the image are brought up by the Makefile before this file runs
+ * runc), installed twice, each time checked the same way through kubectl and the users' contexts:
+ * first by `helm install` of charts/tokenwarden with its default values, then (after `helm
+ * uninstall`) by `make deploy` from manifests/ unchanged. The node and the image are brought up by the Makefile before this file runs
  * (TOKENWARDEN_DEV_DIR names them) and taken down after it.
  *
  * A few checks read what only the node can show (the container's cgroup memory limit, the user its
@@ -31,6 +32,7 @@ const LEASE_DURATION_S = 15; // src/config.ts defaults, as the Deployment runs t
 const RETRY_PERIOD_S = 2;
 
 let kubectlBin = '';
+let helmBin = '';
 
 async function kubectl(args: string[], opts: { context?: string; input?: string; allowFail?: boolean; kubeconfig?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   const argv = [`--kubeconfig=${opts.kubeconfig ?? kubeconfig}`, ...(opts.context ? [`--context=${opts.context}`] : []), ...args];
@@ -113,6 +115,11 @@ function podToken(pod: Pod): string {
   return fs.readFileSync(path.join(volumes, dir, 'token'), 'utf8').trim();
 }
 
+async function helm(args: string[]): Promise<string> {
+  const { stdout, stderr } = await run(helmBin, [...args, '--kubeconfig', kubeconfig], { cwd: repoRoot, maxBuffer: 16 << 20 });
+  return stdout + stderr;
+}
+
 async function createClient(name: string): Promise<void> {
   await kubectl(['create', '-n', 'team-a', '-f', '-'], {
     context: ALICE,
@@ -142,6 +149,7 @@ async function review(token: string): Promise<{ authenticated?: boolean; user?: 
 
 beforeAll(async () => {
   kubectlBin = path.join((await run('bash', [path.join(repoRoot, 'test/controlplane/build.sh'), '--dir'])).stdout.trim(), 'kubectl');
+  helmBin = path.join((await run('bash', [path.join(repoRoot, 'test/controlplane/build.sh'), '--helm'])).stdout.trim(), 'helm');
   if (!fs.existsSync(path.join(nodeState, 'kubelet.pid'))) throw new Error(`no node in ${dev}: run \`make test-e2e\` (it brings the node up first)`);
   await kubectl(['wait', '--for=condition=Ready', 'node/tokenwarden-node', '--timeout=60s']);
 }, 120_000);
@@ -154,9 +162,41 @@ afterAll(async () => {
   }
 });
 
-describe.sequential('the operator as it ships, on a real node', () => {
-  test('make deploy: two replicas Running and Ready through their probes, one holds the Lease', async () => {
-    await make('deploy');
+interface Install {
+  name: string;
+  /** Installs the operator, its CRDs, access/ and the fence. */
+  install(): Promise<void>;
+  /** Removes what install() did but the CRDs; returns what it printed. */
+  uninstall(): Promise<string>;
+}
+
+const installs: Install[] = [
+  {
+    name: 'helm install of charts/tokenwarden with default values',
+    async install() {
+      // The chart leaves the Namespace to the installer (Helm stores the release in it): created
+      // enforcing Pod Security restricted, as manifests/namespace.yaml does.
+      await kubectl(['create', 'namespace', NS]);
+      await kubectl(['label', 'namespace', NS, 'pod-security.kubernetes.io/enforce=restricted']);
+      await helm(['install', 'tokenwarden', 'charts/tokenwarden', '--namespace', NS]);
+    },
+    async uninstall() {
+      const out = await helm(['uninstall', 'tokenwarden', '--namespace', NS]);
+      await kubectl(['delete', 'namespace', NS]);
+      return out;
+    },
+  },
+  {
+    name: 'make deploy of manifests/ as shipped',
+    install: async () => void (await make('deploy')),
+    uninstall: () => make('undeploy'),
+  },
+];
+
+describe.sequential.each(installs)('the operator as it ships, on a real node: $name', (method) => {
+  const prefix = method.name.startsWith('helm') ? 'helm' : 'kustomize';
+  test('two replicas Running and Ready through their probes, one holds the Lease', async () => {
+    await method.install();
     await kubectl(['rollout', 'status', '-n', NS, 'deployment/tokenwarden', '--timeout=150s']);
     const pods = await until('two Ready operator Pods', 60_000, async () => {
       const p = (await operatorPods()).filter(isReady);
@@ -175,10 +215,10 @@ describe.sequential('the operator as it ships, on a real node', () => {
 
   test('a client becomes Ready through alice\'s own context and its token passes TokenReview', async () => {
     await kubectl(['apply', '--server-side', '-k', 'config/samples']);
-    await kubectl(['create', 'rolebinding', 'alice-edit', '-n', 'team-a', '--clusterrole=edit', `--user=${ALICE}`]);
-    await createClient('e2e-notebook');
-    expect(await clientReady('e2e-notebook')).toBe(true);
-    const status = await review(await tokenOf('e2e-notebook'));
+    await kubectl(['create', 'rolebinding', 'alice-edit', '-n', 'team-a', '--clusterrole=edit', `--user=${ALICE}`], { allowFail: true });
+    await createClient(`${prefix}-notebook`);
+    expect(await clientReady(`${prefix}-notebook`)).toBe(true);
+    const status = await review(await tokenOf(`${prefix}-notebook`));
     expect(status.authenticated).toBe(true);
     expect(status.user?.username).toMatch(/^system:serviceaccount:tokenwarden-tier-premium:alice-example-com-/);
   }, 180_000);
@@ -244,7 +284,7 @@ describe.sequential('the operator as it ships, on a real node', () => {
     const old = podOf(await leaseHolder());
     const t0 = Date.now();
     await kubectl(['delete', 'pod', '-n', NS, old, '--wait=false']);
-    await createClient('e2e-during-handover');
+    await createClient(`${prefix}-during-handover`);
     const next = await until('a new Lease holder', (LEASE_DURATION_S + 3 * RETRY_PERIOD_S + 5) * 1000, async () => {
       const h = await leaseHolder();
       return h && podOf(h) !== old ? h : undefined;
@@ -253,17 +293,17 @@ describe.sequential('the operator as it ships, on a real node', () => {
     console.log(`hand-over from ${old} to ${podOf(next)} in ${handoverS.toFixed(1)} s`);
     // SIGTERM releases the Lease; a crash would wait out the lease duration plus up to two retries.
     expect(handoverS).toBeLessThanOrEqual(LEASE_DURATION_S + 2 * RETRY_PERIOD_S + 2);
-    expect(await clientReady('e2e-during-handover')).toBe(true);
-    expect((await review(await tokenOf('e2e-during-handover'))).authenticated).toBe(true);
+    expect(await clientReady(`${prefix}-during-handover`)).toBe(true);
+    expect((await review(await tokenOf(`${prefix}-during-handover`))).authenticated).toBe(true);
     // the Deployment is back to two Ready replicas
     await kubectl(['rollout', 'status', '-n', NS, 'deployment/tokenwarden', '--timeout=120s']);
     await until('two Ready operator Pods again', 60_000, async () => ((await operatorPods()).filter(isReady).length === 2 ? true : undefined));
   }, 180_000);
 
-  test('make undeploy leaves nothing of manifests/ behind; tokens already issued stay valid until they expire', async () => {
-    const token = await tokenOf('e2e-notebook');
-    const out = await make('undeploy');
-    expect(out).toContain('stay valid until they expire');
+  test('uninstalling leaves nothing behind; tokens already issued stay valid until they expire', async () => {
+    const token = await tokenOf(`${prefix}-notebook`);
+    const out = await method.uninstall();
+    if (prefix === 'kustomize') expect(out).toContain('stay valid until they expire');
     await until('namespace tokenwarden-system gone', 120_000, async () => (await kubectl(['get', 'namespace', NS], { allowFail: true })).code !== 0);
     for (const [kind, name] of [
       ['clusterrole', 'tokenwarden-operator'], ['clusterrole', 'tokenwarden-tier-roles'],
@@ -271,6 +311,11 @@ describe.sequential('the operator as it ships, on a real node', () => {
       ['validatingadmissionpolicy', 'tokenwarden-operator-fence'], ['validatingadmissionpolicybinding', 'tokenwarden-operator-fence'],
     ] as const) {
       expect((await kubectl(['get', kind, name], { allowFail: true })).code, `${kind}/${name}`).not.toBe(0);
+    }
+    if (prefix === 'helm') {
+      // the chart's admission policies of access/ go with it (the CRDs stay, as Helm leaves crds/)
+      expect((await kubectl(['get', 'validatingadmissionpolicy', 'tokenwarden-client-subject'], { allowFail: true })).code).not.toBe(0);
+      expect((await helm(['list', '--namespace', NS, '--short'])).trim()).toBe('');
     }
     const left = await kubectl(['get', 'pods', '-A', '-l', 'app.kubernetes.io/name=tokenwarden', '-o', 'name']);
     expect(left.stdout.trim()).toBe('');
