@@ -272,7 +272,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await cp.stop().catch(() => {});
     throw err;
   }
-  log(`control plane ready in ${seconds(performance.now() - t0)}: ${server} (logs in ${logDir})`);
+  log(`control plane ready in ${seconds(performance.now() - t0)}: ${server}, ${path.basename(binDir)} (logs in ${logDir})`);
   return cp;
 }
 
