@@ -9,13 +9,18 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-kube_version=$(awk '/^require k8s.io\/kubernetes/ {print $3}' "$here/kube/go.mod")
+# TOKENWARDEN_KUBE_MODULE=kube-v1.30 (or kube-v1.37): kube-apiserver, kube-controller-manager and
+# kubectl of another Kubernetes version, from that folder's module (`make test-versions`); etcd, pki
+# and pause are the same for every version.
+kube_mod=${TOKENWARDEN_KUBE_MODULE:-kube}
+[ -f "$here/$kube_mod/go.mod" ] || { echo "build.sh: no module test/controlplane/$kube_mod" >&2; exit 1; }
+kube_version=$(awk '/^require k8s.io\/kubernetes/ {print $3}' "$here/$kube_mod/go.mod")
 # The version the binaries report (kubectl version, the Node's kubeletVersion): built from the
 # module proxy there is no git tree to read it from, so it is stamped from go.mod.
 minor=$(echo "$kube_version" | cut -d. -f2)
 vpkg=k8s.io/component-base/version
 ldflags="-s -w -X $vpkg.gitVersion=$kube_version -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor -X $vpkg.gitTreeState=clean"
-key=$( (cat "$here/kube/go.mod" "$here/kube/go.sum" "$here/etcd/go.mod" "$here/etcd/go.sum"; echo "$ldflags") | sha256sum | cut -c1-12)
+key=$( (cat "$here/$kube_mod/go.mod" "$here/$kube_mod/go.sum" "$here/etcd/go.mod" "$here/etcd/go.sum"; echo "$ldflags") | sha256sum | cut -c1-12)
 etcd_version=$(awk '/^require go.etcd.io\/etcd\/server\/v3/ {print $3}' "$here/etcd/go.mod")
 cache=${TOKENWARDEN_CONTROLPLANE_CACHE:-$root/.cache/controlplane}
 out="$cache/kubernetes-$kube_version-etcd-$etcd_version-$key"
@@ -48,15 +53,15 @@ src_sum() { sha256sum < "$here/kube/$1/main.go" | cut -c1-12; }
 # module-dir package binary
 targets=(
   "etcd go.etcd.io/etcd/server/v3 etcd"
-  "kube k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver"
-  "kube k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager"
-  "kube k8s.io/kubernetes/cmd/kubectl kubectl"
+  "$kube_mod k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver"
+  "$kube_mod k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager"
+  "$kube_mod k8s.io/kubernetes/cmd/kubectl kubectl"
   "kube ./pki pki"
 )
 if $node; then
   targets+=(
-    "kube k8s.io/kubernetes/cmd/kubelet kubelet"
-    "kube k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler"
+    "$kube_mod k8s.io/kubernetes/cmd/kubelet kubelet"
+    "$kube_mod k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler"
     "kube ./pause pause"
   )
 fi
@@ -71,8 +76,9 @@ command -v go >/dev/null || { echo "build.sh: the Go toolchain is needed to buil
 log() { echo "[controlplane] $*" >&2; }
 mkdir -p "$cache"
 # Two callers at once (make controlplane-up and a test run) would compile everything twice on two
-# cores: the second one waits and then finds the binaries built.
-exec 9>"$cache/.build.lock"
+# cores: the second one waits and then finds the binaries built. One lock per version folder, so
+# building another version (make test-versions) never holds up a build of this one.
+exec 9>"$cache/.$(basename "$out").lock"
 if ! flock -n 9; then log "another build of the control plane is running; waiting for it..."; flock 9; fi
 if complete; then echo "$out"; exit 0; fi
 
