@@ -123,8 +123,8 @@ E2E_DEV ?= .e2e
 test-e2e: $(NODE_DEPS) ## make image, a node, then helm install and make deploy, each checked by test/e2e through kubectl; everything stopped after.
 	@bash test/node/node.sh check
 	@$(MAKE) --no-print-directory helm-build
-	$(MAKE) --no-print-directory node-up DEV=$(E2E_DEV)
-	status=0; { $(MAKE) --no-print-directory node-image DEV=$(E2E_DEV) && TOKENWARDEN_DEV_DIR=$(abspath $(E2E_DEV)) vitest run --project e2e; } || status=$$?; \
+	status=0; { $(MAKE) --no-print-directory node-up DEV=$(E2E_DEV) && $(MAKE) --no-print-directory node-image DEV=$(E2E_DEV) \
+	  && TOKENWARDEN_DEV_DIR=$(abspath $(E2E_DEV)) vitest run --project e2e; } || status=$$?; \
 	  $(MAKE) --no-print-directory node-down DEV=$(E2E_DEV) || status=$$((status ? status : 1)); exit $$status
 
 ##@ Verification
