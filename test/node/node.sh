@@ -135,6 +135,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        # runc's state under ours too (its default is /run/containerd/runc)
+        Root = "$state/containerd/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$state/cni/net.d"
@@ -282,6 +284,8 @@ down() {
   for h in /sys/fs/cgroup/*/"$CGROUP_ROOT"; do
     [ -d "$h" ] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
+  # the folders containerd 1.6 keeps at fixed paths (shim sockets), removed only when empty
+  rmdir /run/containerd/s /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd 2>/dev/null || true
   # the kubelet's symlinks to our Pod logs
   find /var/log/containers -maxdepth 1 -lname "$state/*" -delete 2>/dev/null || true
   # network
