@@ -4,7 +4,10 @@ import { defineConfig } from 'vitest/config';
 // a project only when asked for by name (`vitest run --project faults`): a plain `vitest run`
 // (`make test`) does not know it. The check is on argv because vitest runs every configured project
 // unless --project filters them.
-const faultsRequested = process.argv.some((arg, i, argv) => arg === '--project=faults' || (arg === '--project' && argv[i + 1] === 'faults'));
+const requested = (name: string) => process.argv.some((arg, i, argv) => arg === `--project=${name}` || (arg === '--project' && argv[i + 1] === name));
+const faultsRequested = requested('faults');
+// The e2e test (test/e2e, `make test-e2e`) needs a real node that the Makefile brings up first.
+const e2eRequested = requested('e2e');
 
 export default defineConfig({
   test: {
@@ -47,6 +50,22 @@ export default defineConfig({
                 maxWorkers: 1,
                 fileParallelism: false,
                 sequence: { groupOrder: 2 },
+              },
+            },
+          ]
+        : []),
+      ...(e2eRequested
+        ? [
+            {
+              test: {
+                name: 'e2e',
+                include: ['test/e2e/**/*.test.ts'],
+                environment: 'node',
+                testTimeout: 120_000,
+                hookTimeout: 120_000,
+                maxWorkers: 1,
+                fileParallelism: false,
+                sequence: { groupOrder: 3 },
               },
             },
           ]

@@ -63,6 +63,13 @@ export interface ControlPlaneOptions {
   detached?: boolean;
   /** Progress lines; default stderr. */
   log?: (line: string) => void;
+  /**
+   * true: ready for a node (test/node/node.sh, `make node-up`) to join: the Node authorizer and
+   * NodeRestriction, the API server's client certificate for kubelets, and the controllers Pods
+   * need (ServiceAccounts, kube-root-ca.crt, Deployments, ReplicaSets, PodDisruptionBudgets,
+   * EndpointSlices; nodelifecycle lifts the not-ready taint the kubelet registers with). Off for the integration tests, whose namespaces must stay as bare as they expect.
+   */
+  node?: boolean;
 }
 
 export interface ControlPlane {
@@ -94,6 +101,8 @@ interface State {
   binDir: string;
   ports: { etcdClient: number; etcdPeer: number; apiserver: number };
   users: Array<TestUser & { token: string }>;
+  /** Started for a node (ControlPlaneOptions.node). */
+  node?: boolean;
   /** argv of each component, binary first. */
   commands: Record<Component, string[]>;
 }
@@ -180,10 +189,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const etcdUrl = `http://127.0.0.1:${etcdClient}`;
   const peerUrl = `http://127.0.0.1:${etcdPeer}`;
   // Flags as --name=value so every argv names stateDir: that is how a pid is proven to be ours.
+  const node = opts.node ?? false;
   const state: State = {
     version: 1, server, kubeconfigPath, stateDir, logDir, pidDir, binDir,
     ports: { etcdClient, etcdPeer, apiserver },
     users,
+    node,
     commands: {
       etcd: [
         path.join(binDir, 'etcd'),
@@ -212,7 +223,17 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         `--tls-private-key-file=${path.join(pki, 'apiserver.key')}`,
         `--client-ca-file=${path.join(pki, 'ca.crt')}`,
         `--token-auth-file=${tokensFile}`,
-        '--authorization-mode=RBAC',
+        ...(node
+          ? [
+              '--authorization-mode=Node,RBAC',
+              '--enable-admission-plugins=NodeRestriction',
+              // The API server reaches the kubelet (logs, exec) with the admin certificate; the
+              // kubelet authorizes it by SubjectAccessReview (system:masters).
+              `--kubelet-client-certificate=${path.join(pki, 'admin.crt')}`,
+              `--kubelet-client-key=${path.join(pki, 'admin.key')}`,
+              '--kubelet-preferred-address-types=InternalIP',
+            ]
+          : ['--authorization-mode=RBAC']),
         `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
         `--service-account-key-file=${path.join(pki, 'sa.pub')}`,
         `--service-account-signing-key-file=${path.join(pki, 'sa.key')}`,
@@ -227,7 +248,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       'kube-controller-manager': [
         path.join(binDir, 'kube-controller-manager'),
         `--kubeconfig=${kcmKubeconfig}`,
-        '--controllers=garbagecollector,namespace,clusterrole-aggregation',
+        node
+          ? '--controllers=garbagecollector,namespace,clusterrole-aggregation,serviceaccount,root-ca-cert-publisher,deployment,replicaset,disruption,endpointslice,podgc,nodelifecycle'
+          : '--controllers=garbagecollector,namespace,clusterrole-aggregation',
+        // root-ca-cert-publisher writes this CA into every namespace's kube-root-ca.crt (the
+        // ServiceAccount volume of every Pod).
+        ...(node ? [`--root-ca-file=${path.join(pki, 'ca.crt')}`] : []),
         '--leader-elect=false',
         // Each controller acts as its own ServiceAccount (TokenRequest), as kubeadm runs it, so the
         // bootstrap RBAC roles of the real controllers apply.
@@ -251,7 +277,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await cp.stop().catch(() => {});
     throw err;
   }
-  log(`control plane ready in ${seconds(performance.now() - t0)}: ${server} (logs in ${logDir})`);
+  log(`control plane ready in ${seconds(performance.now() - t0)}: ${server}, ${path.basename(binDir)} (logs in ${logDir})`);
   return cp;
 }
 
@@ -629,12 +655,15 @@ async function health(cp: Handle): Promise<{ running: Component[]; stopped: Comp
   return { running, stopped, readyz };
 }
 
-async function up(): Promise<number> {
+async function up(node: boolean): Promise<number> {
   const state = await readState(devPaths.stateDir);
   if (state) {
     const cp = new Handle(state, true, defaultLog);
     const h = await health(cp);
-    if (h.stopped.length === 0 && h.readyz === 'ok') {
+    if (node && !state.node) {
+      say('found a control plane started without --node; replacing it');
+      await cp.stop();
+    } else if (h.stopped.length === 0 && h.readyz === 'ok') {
       say(`already up: ${cp.server} (pids ${JSON.stringify(cp.pids)}); KUBECONFIG=${path.relative(process.cwd(), cp.kubeconfigPath)}`);
       return 0;
     }
@@ -643,7 +672,7 @@ async function up(): Promise<number> {
   }
   await down({ quiet: true });
   const t0 = performance.now();
-  const cp = await startControlPlane({ ...devPaths, detached: true });
+  const cp = await startControlPlane({ ...devPaths, detached: true, node });
   say(`up in ${seconds(performance.now() - t0)}: ${cp.server}; pids ${JSON.stringify(cp.pids)}`);
   say(`export KUBECONFIG=${path.relative(process.cwd(), cp.kubeconfigPath)}   # contexts: ${[ADMIN_CONTEXT, ...TEST_USERS.map((u) => u.context ?? u.name)].join(', ')}`);
   return 0;
@@ -697,10 +726,10 @@ async function status(): Promise<number> {
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const commands: Record<string, () => Promise<number>> = { up, down: () => down(), status };
+  const commands: Record<string, () => Promise<number>> = { up: () => up(process.argv.includes('--node')), down: () => down(), status };
   const command = commands[process.argv[2] ?? ''];
   if (!command) {
-    console.error('usage: node test/controlplane/launcher.ts up|down|status');
+    console.error('usage: node test/controlplane/launcher.ts up [--node]|down|status');
     process.exit(2);
   }
   command().then(

@@ -4,6 +4,8 @@
 //	apiserver.crt apiserver.key      kube-apiserver serving cert (127.0.0.1, localhost, kubernetes.default.svc, ...)
 //	admin.crt admin.key              client cert CN=admin O=system:masters
 //	controller-manager.crt .key      client cert CN=system:kube-controller-manager
+//	scheduler.crt scheduler.key      client cert CN=system:kube-scheduler (the node, test/node)
+//	kubelet.crt kubelet.key          client cert CN=system:node:tokenwarden-node O=system:nodes (the node's kubelet)
 //	sa.key sa.pub                    RSA key pair signing and verifying ServiceAccount tokens
 //
 // Standard library only, so tests need neither openssl nor cfssl. For tests only: the keys are
@@ -92,6 +94,15 @@ func run(dir string) error {
 		}},
 		{"controller-manager", x509.Certificate{
 			Subject:     pkix.Name{CommonName: "system:kube-controller-manager"},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}},
+		{"scheduler", x509.Certificate{
+			Subject:     pkix.Name{CommonName: "system:kube-scheduler"},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}},
+		// The Node authorizer and NodeRestriction know a kubelet by this name and group.
+		{"kubelet", x509.Certificate{
+			Subject:     pkix.Name{CommonName: "system:node:tokenwarden-node", Organization: []string{"system:nodes"}},
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		}},
 	}
