@@ -27,14 +27,15 @@
  * that neither the status nor the Secret names are orphans and are deleted.
  */
 import { ServiceAccountClient } from '../api/index.ts';
-import { getCondition } from '../controller/conditions.ts';
+import { formatTime, getCondition } from '../controller/conditions.ts';
 import type { ReconcileContext, ReconcileFunc, ReconcileResult } from '../controller/controller.ts';
 import { isConflict, isNetworkError, isNotFound } from '../kube/errors.ts';
 import { splitKey } from '../kube/resources.ts';
-import { issuanceBackoffMs } from '../policy/issuance-backoff.ts';
+import { issuanceBackoff, issuanceBackoffMs } from '../policy/issuance-backoff.ts';
 import { causeOf } from './issuance-failure.ts';
 import type { OperatorContext } from './context.ts';
 import { converge } from './service-account-client/converge.ts';
+import { backoffState } from './service-account-client/issuance.ts';
 import { ensureFinalizer, finalize } from './service-account-client/finalizer.ts';
 import { anchorsRef } from './service-account-client/revocation.ts';
 import { defaultSecretName, SecretConflictError, secretRef, SecretInvalidError } from './service-account-client/secret.ts';
@@ -44,8 +45,6 @@ import { recordSubjectProof, withSubjectProof } from './service-account-client/s
 export { defaultSecretName, SecretConflictError, SecretInvalidError } from './service-account-client/secret.ts';
 export { deleteServiceAccountIfUnused } from './service-account-client/service-account-release.ts';
 
-/** How often a client blocked by someone else's Secret looks again. */
-const SECRET_CONFLICT_RETRY_MS = 30_000;
 
 /**
  * A pass that failed where status could not say so (the status write itself refused, or a write
@@ -62,6 +61,11 @@ interface Unrecorded {
 }
 
 const TRANSIENT_WAIT_MAX_MS = 5_000;
+
+/** The issuance backoff's record in a client's status. */
+function failureRecord(client: Client): { failedAttempts: number | undefined; lastFailureTime: string | undefined } {
+  return { failedAttempts: client.status?.failedAttempts, lastFailureTime: client.status?.lastFailureTime };
+}
 
 export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFunc {
   const unrecorded = new Map<string, Unrecorded>();
@@ -129,6 +133,12 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
       // Minting again would only be refused again: wait for the spec to change.
       return;
     }
+    if (ready?.reason === 'SecretConflict') {
+      // Someone else's Secret holds the name: each look is counted in the issuance backoff, and the
+      // client's own watch events (an anchor made and deleted) never bring the next one forward.
+      const backoff = issuanceBackoff({ ...failureRecord(client), reset: backoffState(client, client.status?.tier, op.now()).reset, now: op.now() });
+      if (!backoff.go) return { requeueAfterMs: backoff.waitMs };
+    }
     // The subject's last proof, as of this pass: what a Tier's groupGrantMaxAge counts from.
     const { client: proven, proof } = withSubjectProof(client, op.now());
     let outcome: Outcome;
@@ -142,8 +152,14 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
       outcome = {
         status: withCondition(client, { type: 'Ready', status: 'False', reason, message }, op.now()),
         events: known ? [] : [{ type: 'Warning', reason, note: message }],
-        requeueAfterMs: SECRET_CONFLICT_RETRY_MS,
       };
+      if (reason === 'SecretConflict') {
+        // Counted like a failed issuance: the next look waits 5 s, 10 s, ... up to an hour.
+        const now = op.now();
+        const failedAttempts = backoffState(client, client.status?.tier, now).reset ? 1 : (client.status?.failedAttempts ?? 0) + 1;
+        outcome.status = { ...outcome.status, failedAttempts, lastFailureTime: formatTime(new Date(now)) };
+        outcome.requeueAfterMs = issuanceBackoffMs(failedAttempts) + 50;
+      }
     }
     await writeStatus(op, client, outcome);
     if (outcome.requeueAfterMs !== undefined) return { requeueAfterMs: outcome.requeueAfterMs };

@@ -2,9 +2,10 @@
  * Claiming the client's Secret name, before anything writes or deletes the Secret: a Secret that is
  * someone else's is never touched, one that is nobody's is taken back.
  */
+import { getCondition } from '../../controller/conditions.ts';
 import type { Logger } from '../../controller/logger.ts';
 import { SECRETS } from '../../kube/resources.ts';
-import type { CachedSecret, OperatorContext } from '../context.ts';
+import { isClientSecret, type CachedSecret, type OperatorContext } from '../context.ts';
 import { TIER_LABEL, TOKEN_SECRET_TYPE } from '../labels.ts';
 import { revokeAll } from './revocation.ts';
 import { cachedSecret, defaultSecretName, deleteClientSecret, SecretConflictError, secretRef } from './secret.ts';
@@ -26,6 +27,14 @@ export async function claimSecretName(op: OperatorContext, client: Client, log: 
     if (formerName !== undefined && formerName !== name) await revokeAll(op, client, log);
     throw new SecretConflictError(message);
   };
+  // The cache holds only Secrets labelled as tokenwarden's: after a conflict, a Secret of someone
+  // else's is read before anything is minted, so each look at a persistent conflict costs one read
+  // instead of a TokenRequest.
+  const live = named === undefined && getCondition(client.status?.conditions, 'Ready')?.reason === 'SecretConflict' ? await readSecret(op, client, name) : undefined;
+  if (live !== undefined && !isClientSecret(live, client.metadata.uid)) {
+    const owner = live.metadata?.ownerReferences?.find((ref) => ref.controller === true);
+    await conflict(`Secret ${client.metadata.namespace}/${name} ${owner ? `belongs to ${owner.kind} ${owner.name}` : `is not managed by tokenwarden (type ${live.type ?? 'Opaque'})`}`);
+  }
   const controller = named?.metadata?.ownerReferences?.find((ref) => ref.controller === true);
   if (controller !== undefined && controller.uid !== client.metadata.uid) {
     await conflict(`Secret ${client.metadata.namespace}/${name} belongs to ${controller.kind} ${controller.name}`);
@@ -36,6 +45,21 @@ export async function claimSecretName(op: OperatorContext, client: Client, log: 
   }
   if (named !== undefined && controller === undefined) await reclaimSecret(op, client, named);
   if (formerName !== undefined && formerName !== name) await deleteClientSecret(op, client, formerName);
+}
+
+/**
+ * The Secret under the client's name as the API server has it, without its data; undefined when
+ * there is none. A list by name, so the operator needs no `get` on Secrets beyond what it has.
+ */
+async function readSecret(op: OperatorContext, client: Client, name: string): Promise<CachedSecret | undefined> {
+  const listed = await op.kube.list<CachedSecret>(SECRETS, client.metadata.namespace, {
+    fieldSelector: `metadata.name=${name}`,
+    transform: (item) => {
+      const { data: _data, ...secret } = item as CachedSecret & { data?: unknown };
+      return secret;
+    },
+  });
+  return listed.items[0];
 }
 
 /**
