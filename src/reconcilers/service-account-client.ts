@@ -124,7 +124,9 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
     }
     if (client.metadata.deletionTimestamp !== undefined) return finalize(op, client, rctx.logger);
     await ensureFinalizer(op, client);
-    if (await deleteImmutableSecret(op, client)) {
+    const immutable = await deleteImmutableSecret(op, client);
+    if (immutable === 'lagging') return { requeueAfterMs: 100 };
+    if (immutable === 'deleted') {
       // Ready says so until the next pass writes the Secret again; a SecretInvalid the flag caused ends with it.
       const message = `Secret ${namespace}/${secretName} was made immutable, so it could not be renewed or repaired: the operator deleted it and writes it again`;
       await writeStatus(op, client, {

@@ -52,12 +52,14 @@ export async function deleteClientSecret(op: OperatorContext, client: Client, na
  * in the namespace can make it so. The operator owns the client's Secret: it deletes it (the uid
  * precondition: only the one it saw) and the next pass finds it missing, as after any deletion: a
  * new token written to a new Secret, the one deleted with it revoked after the grace period.
- * Whether this call deleted it.
+ * 'deleted' when this call deleted it; 'lagging' when it was gone already (the cache has yet to
+ * show the deletion: nothing is to be decided from it until it does); undefined for a Secret that
+ * is not immutable.
  */
-export async function deleteImmutableSecret(op: OperatorContext, client: Client): Promise<boolean> {
+export async function deleteImmutableSecret(op: OperatorContext, client: Client): Promise<'deleted' | 'lagging' | undefined> {
   const secret = cachedSecret(op, client);
-  if (secret?.immutable !== true || !isClientSecret(secret, client.metadata.uid)) return false;
-  return deleteClientSecret(op, client);
+  if (secret?.immutable !== true || !isClientSecret(secret, client.metadata.uid)) return undefined;
+  return (await deleteClientSecret(op, client)) ? 'deleted' : 'lagging';
 }
 
 /**
