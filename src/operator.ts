@@ -28,7 +28,7 @@ import { tierChangeScope } from './policy/tier-change.ts';
 import { RENEW_REQUESTED_AT_ANNOTATION, RENEWED_FOR_ANNOTATION } from './policy/reissue.ts';
 import { recordedUses, USE_ANNOTATION_PREFIX } from './policy/service-account-use.ts';
 import { bindingMatches } from './policy/tier-resolution.ts';
-import { CLAIM_LIMITS, readTokenClaims } from './policy/token-claims.ts';
+import { CLAIM_LIMITS, readTokenClaims, tokenDigest } from './policy/token-claims.ts';
 import { CacheFreshness } from './reconcilers/cache-freshness.ts';
 import { UnusedAnchors } from './reconcilers/unused-anchors.ts';
 import { DEFAULT_OR_NONE, INDEX, isTrustedAnchor, liveTiers, tierNamespaces, type Binding, type CachedSecret, type Caches, type Namespace, type OperatorConfig, type OperatorContext, type ServiceAccount } from './reconcilers/context.ts';
@@ -142,7 +142,7 @@ const isOwnMetadataKey = (key: string): boolean => key === MANAGED_BY || isOwnKe
  * FOREIGN_METADATA_CHARS (beyond that none, and the metadata repair writes the template again, a
  * no-op for the API server). No token value stays in memory beyond the reconcile that wrote it.
  */
-export function stripSecret(secret: CachedSecret & { data?: Record<string, string>; stringData?: unknown }): CachedSecret {
+export function stripSecret(secret: Omit<CachedSecret, 'immutable'> & { data?: Record<string, string>; stringData?: unknown; immutable?: boolean }): CachedSecret {
   const meta = secret.metadata ?? {};
   let labels: Record<string, string> | undefined;
   let annotations: Record<string, string> | undefined;
@@ -152,7 +152,10 @@ export function stripSecret(secret: CachedSecret & { data?: Record<string, strin
     if (encoded) {
       // base64 of CLAIM_LIMITS.tokenChars: a longer value is no token of a tier, and is not decoded.
       const fits = encoded.length <= Math.ceil(CLAIM_LIMITS.tokenChars / 3) * 4;
-      tokenClaims = (fits ? readTokenClaims(Buffer.from(encoded, 'base64').toString('utf8')) : undefined) ?? 'unreadable';
+      const token = fits ? Buffer.from(encoded, 'base64').toString('utf8') : undefined;
+      const claims = token === undefined ? undefined : readTokenClaims(token);
+      // The digest of the whole value, signature included: claims alone do not tell a forged token.
+      tokenClaims = claims === undefined ? 'unreadable' : { ...claims, digest: tokenDigest(token as string) };
     }
     labels = pickKeys(meta.labels, (key) => key === MANAGED_BY);
     annotations = ownAnnotations(meta.annotations, TOKEN_SECRET_ANNOTATIONS);
@@ -171,6 +174,7 @@ export function stripSecret(secret: CachedSecret & { data?: Record<string, strin
   }
   const cached: CachedSecret = { apiVersion: secret.apiVersion, kind: secret.kind, metadata: cachedMetadata(meta, labels, annotations), type: secret.type };
   if (tokenClaims !== undefined) cached.tokenClaims = tokenClaims;
+  if (secret.immutable === true) cached.immutable = true;
   return cached;
 }
 

@@ -101,6 +101,11 @@ export const IssuedToken = z.object({
   expiresAt: z.string(),
   /** When the token is due for renewal. */
   renewAt: z.string(),
+  /**
+   * SHA-256 of the token, its first 32 hex digits: the token in the client's Secret must have it,
+   * else it is not the one issued (a forged signature). Absent for tokens issued before it was recorded.
+   */
+  digest: z.string().regex(/^[0-9a-f]{32}$/).optional(),
 });
 export type IssuedToken = z.infer<typeof IssuedToken>;
 

@@ -1,5 +1,6 @@
 import type { IssuedToken } from '../api/index.ts';
 import type { TokenClaims } from './token-claims.ts';
+import { holdsIssuedToken } from './token-record.ts';
 
 /**
  * Ready, derived from what the client's Secret really holds — not from what the reconcile meant to
@@ -38,7 +39,7 @@ export function readiness(input: ReadinessInput): ReadyCondition {
   if (claims.namespace !== sa.namespace || claims.serviceAccountName !== sa.name || claims.serviceAccountUid !== sa.uid) {
     return notReady('TokenMismatch', `the Secret holds a token of ServiceAccount ${claims.namespace}/${claims.serviceAccountName}, not of ${sa.namespace}/${sa.name}`);
   }
-  if (newest === undefined || claims.boundSecretName !== newest.id) return notReady('TokenMismatch', 'the Secret holds a token other than the one issued');
+  if (newest === undefined || !holdsIssuedToken(claims, newest)) return notReady('TokenMismatch', 'the Secret holds a token other than the one issued');
   if (claims.expiresAtMs <= now) return notReady('TokenExpired', 'the token in the Secret has expired');
   return {
     type: 'Ready',

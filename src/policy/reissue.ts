@@ -1,5 +1,6 @@
 import type { IssuedToken } from '../api/index.ts';
 import type { TokenClaims } from './token-claims.ts';
+import { holdsIssuedToken } from './token-record.ts';
 
 /**
  * "Does this client need a new token, and why?" as a list of named checks, in the manner of
@@ -148,7 +149,7 @@ const CHECKS: [ReissueReason, Check][] = [
     ({ secret, newest }) => {
       const claims = secret?.claims;
       if (claims === undefined || claims === 'unreadable' || newest === undefined) return undefined;
-      return claims.boundSecretName === newest.id
+      return holdsIssuedToken(claims, newest)
         ? undefined
         : { message: 'the Secret holds a token other than the one issued', revokeEarlierTokens: false, repair: true };
     },

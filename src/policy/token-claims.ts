@@ -1,7 +1,17 @@
+import { createHash } from 'node:crypto';
+
 /**
  * The claims of a ServiceAccount token, read without verifying the signature: the operator only
  * uses them to recognise its own tokens in a Secret; the API server verifies tokens for real.
  */
+/** Hex digits of SHA-256 kept as a token's digest: enough to tell tokens apart, never the token. */
+export const TOKEN_DIGEST_CHARS = 32;
+
+/** The digest of a whole token value, what status.tokens[].digest records (never the token itself). */
+export function tokenDigest(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex').slice(0, TOKEN_DIGEST_CHARS);
+}
+
 export interface TokenClaims {
   audiences: string[];
   issuedAtMs: number;
@@ -11,6 +21,8 @@ export interface TokenClaims {
   serviceAccountUid: string;
   /** Name of the object the token is bound to: for tokenwarden, the anchor Secret. */
   boundSecretName?: string;
+  /** tokenDigest of the whole value, signature included (set by the Secret cache). */
+  digest?: string;
 }
 
 interface RawClaims {

@@ -7,13 +7,24 @@ import { formatTime } from '../controller/conditions.ts';
 import type { TokenClaims } from './token-claims.ts';
 import { renewalTime } from './token-policy.ts';
 
-export function tokenRecord(id: string, issuedAtMs: number, expiresAtMs: number, renewBeforeMs: number): IssuedToken {
+export function tokenRecord(id: string, issuedAtMs: number, expiresAtMs: number, renewBeforeMs: number, digest?: string): IssuedToken {
   return {
     id,
     issuedAt: formatTime(new Date(issuedAtMs)),
     expiresAt: formatTime(new Date(expiresAtMs)),
     renewAt: formatTime(new Date(renewalTime(issuedAtMs, expiresAtMs, renewBeforeMs))),
+    ...(digest !== undefined ? { digest } : {}),
   };
+}
+
+/**
+ * Whether the token in the Secret is the one `issued` records: bound to its anchor and, when its
+ * digest is recorded (tokens minted since), that very value — a token with its signature swapped
+ * has the same claims. Tokens recorded without a digest are compared by their claims only.
+ */
+export function holdsIssuedToken(claims: TokenClaims, issued: IssuedToken): boolean {
+  if (claims.boundSecretName !== issued.id) return false;
+  return issued.digest === undefined || claims.digest === issued.digest;
 }
 
 export interface AdoptionInput {

@@ -16,6 +16,8 @@ export interface CachedSecret extends KubeObject {
   type?: string;
   /** Claims of data.token; 'unreadable' if it is not a ServiceAccount JWT; undefined if there is none. */
   tokenClaims?: TokenClaims | 'unreadable';
+  /** Set when the Secret is immutable: it can be neither renewed nor repaired, only replaced. */
+  immutable?: true;
 }
 
 export interface ServiceAccount extends KubeObject {

@@ -38,7 +38,7 @@ import { converge } from './service-account-client/converge.ts';
 import { backoffState } from './service-account-client/issuance.ts';
 import { ensureFinalizer, finalize } from './service-account-client/finalizer.ts';
 import { anchorsRef } from './service-account-client/revocation.ts';
-import { defaultSecretName, SecretConflictError, secretRef, SecretInvalidError } from './service-account-client/secret.ts';
+import { defaultSecretName, deleteImmutableSecret, dropExpiredToken, SecretConflictError, secretRef, SecretInvalidError } from './service-account-client/secret.ts';
 import { clientRef, withCondition, writeStatus, type Client, type Outcome } from './service-account-client/status.ts';
 import { recordSubjectProof, withSubjectProof } from './service-account-client/subject-proof.ts';
 
@@ -128,10 +128,22 @@ export function serviceAccountClientReconciler(op: OperatorContext): ReconcileFu
     }
     if (client.metadata.deletionTimestamp !== undefined) return finalize(op, client, rctx.logger);
     await ensureFinalizer(op, client);
+    const immutable = await deleteImmutableSecret(op, client);
+    if (immutable === 'lagging') return { requeueAfterMs: 100 };
+    if (immutable === 'deleted') {
+      // Ready says so until the next pass writes the Secret again; a SecretInvalid the flag caused ends with it.
+      const message = `Secret ${namespace}/${secretName} was made immutable, so it could not be renewed or repaired: the operator deleted it and writes it again`;
+      await writeStatus(op, client, {
+        status: withCondition(client, { type: 'Ready', status: 'False', reason: 'SecretImmutable', message }, op.now()),
+        events: [{ type: 'Warning', reason: 'SecretImmutable', note: message }],
+      });
+      return { requeueAfterMs: 100 };
+    }
     const ready = getCondition(client.status?.conditions, 'Ready');
     if (ready?.reason === 'SecretInvalid' && ready.observedGeneration === client.metadata.generation) {
-      // Minting again would only be refused again: wait for the spec to change.
-      return;
+      // Minting again would only be refused again: wait for the spec to change, the Secret emptied of an expired token meanwhile.
+      const wakeAfterMs = await dropExpiredToken(op, client);
+      return wakeAfterMs === undefined ? undefined : { requeueAfterMs: wakeAfterMs };
     }
     if (ready?.reason === 'SecretConflict') {
       // Someone else's Secret holds the name: each look is counted in the issuance backoff, and the

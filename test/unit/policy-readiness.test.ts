@@ -20,6 +20,11 @@ const claims = {
 const input = (over: Partial<ReadinessInput> = {}): ReadinessInput => ({ now: NOW, secretToken: claims, serviceAccount: sa, newest, failedAttempts: undefined, notes: [], ...over });
 
 describe('readiness', () => {
+  it('is True when the digest of the token in the Secret is the one recorded, and for a token issued before digests were recorded', () => {
+    expect(readiness(input({ newest: { ...newest, digest: 'a'.repeat(32) }, secretToken: { ...claims, digest: 'a'.repeat(32) } })).reason).toBe('TokenIssued');
+    expect(readiness(input({ secretToken: { ...claims, digest: 'b'.repeat(32) } })).reason).toBe('TokenIssued');
+  });
+
   it('is True, with the expiry and renewal of the newest token, when the Secret holds it', () => {
     expect(readiness(input({ notes: ['expiration capped at 1h'] }))).toEqual({
       type: 'Ready',
@@ -37,6 +42,12 @@ describe('readiness', () => {
     ['a recreated ServiceAccount', { secretToken: { ...claims, serviceAccountUid: 'old-uid' } }, 'TokenMismatch'],
     ['a superseded token', { secretToken: { ...claims, boundSecretName: 'anchor-0' } }, 'TokenMismatch'],
     ['no token in status', { newest: undefined }, 'TokenMismatch'],
+    [
+      'the issued token with its signature swapped: same claims, another digest',
+      { newest: { ...newest, digest: 'a'.repeat(32) }, secretToken: { ...claims, digest: 'b'.repeat(32) } },
+      'TokenMismatch',
+    ],
+    ['a token whose digest the cache could not take, where one is recorded', { newest: { ...newest, digest: 'a'.repeat(32) } }, 'TokenMismatch'],
     ['an expired token', { now: claims.expiresAtMs }, 'TokenExpired'],
     ['a failed issuance on record', { failedAttempts: 1 }, 'IssuanceFailed'],
   ])('is False for %s', (_what, over, reason) => {

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { slimServiceAccount, stripSecret } from '../../src/operator.ts';
+import { tokenDigest } from '../../src/policy/token-claims.ts';
 import type { CachedSecret } from '../../src/reconcilers/context.ts';
 import { dictionaryObjects } from './support/v8-shape.ts';
 
@@ -53,6 +54,12 @@ function leaks(cached: unknown, value: string): string[] {
 }
 
 describe('stripSecret', () => {
+  it('an immutable token Secret: the flag is kept, so the operator knows it must replace it rather than write it', () => {
+    const cached = stripSecret({ ...secret('tokenwarden.io/token', { token: b64(TOKEN) }), immutable: true });
+    expect(cached.immutable).toBe(true);
+    expect(leaks(cached, TOKEN)).toEqual([]);
+  });
+
   it('a token Secret: keeps the claims of its token and its metadata, drops the token, other data, stringData and managedFields', () => {
     const cached = stripSecret(secret('tokenwarden.io/token', { token: b64(TOKEN), 'ca.crt': b64('a CA bundle') }, { stringData: { extra: 'plain text value' } }));
     expect(leaks(cached, TOKEN), 'the token (raw, base64 or its signature) in the cached object').toEqual([]);
@@ -69,7 +76,10 @@ describe('stripSecret', () => {
       serviceAccountName: 'alice-example-com-ff8d9819fc',
       serviceAccountUid: 'sa-uid-1',
       boundSecretName: 'alice-notebook-x7k2p',
+      digest: tokenDigest(TOKEN),
     });
+    expect(cached.tokenClaims).toMatchObject({ digest: expect.stringMatching(/^[0-9a-f]{32}$/) });
+    expect(cached).not.toHaveProperty('immutable');
     // What the operator reads besides the claims is all there.
     expect(cached.type).toBe('tokenwarden.io/token');
     expect(cached.metadata).toMatchObject({

@@ -53,7 +53,7 @@ export async function converge(op: OperatorContext, client: Client, log: Logger)
 
   const policyResult = effectiveTokenPolicy(tier, resolution.binding, client.spec.token);
   if (!policyResult.ok) {
-    await takeAway(op, client, backoff, failures, log, () => deleteClientSecret(op, client));
+    await takeAway(op, client, backoff, failures, log, async () => void (await deleteClientSecret(op, client)));
     return finish({
       status: { ...clearedTokens(base), conditions: conditionsFor(client, now, [tierResolved, { type: 'Ready', status: 'False', reason: policyResult.reason, message: policyResult.message }]) },
       events: [...events, { type: 'Warning', reason: policyResult.reason, note: policyResult.message }],
@@ -166,7 +166,7 @@ async function noTier(op: OperatorContext, client: Client, resolution: Extract<C
   const previous = client.status ?? {};
   const backoff = backoffState(client, undefined, op.now());
   const failures: string[] = [];
-  await takeAway(op, client, backoff, failures, log, () => deleteClientSecret(op, client));
+  await takeAway(op, client, backoff, failures, log, async () => void (await deleteClientSecret(op, client)));
   const status: ServiceAccountClientStatus = {
     ...clearedTokens(previous),
     tier: undefined,

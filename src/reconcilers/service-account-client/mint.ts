@@ -10,7 +10,7 @@ import { KubeApiError } from '../../kube/errors.ts';
 import { SECRETS, SERVICE_ACCOUNTS } from '../../kube/resources.ts';
 import { mayReuseAnchor, refusedWithoutToken, type AnchorRef } from '../../policy/anchor-reuse.ts';
 import { instanceScope } from '../../policy/service-account-use.ts';
-import { readTokenClaims, type TokenClaims } from '../../policy/token-claims.ts';
+import { readTokenClaims, tokenDigest, type TokenClaims } from '../../policy/token-claims.ts';
 import type { EffectiveTokenPolicy } from '../../policy/token-policy.ts';
 import { tokenRecord } from '../../policy/token-record.ts';
 import type { CachedSecret, OperatorContext } from '../context.ts';
@@ -59,7 +59,7 @@ export async function mintToken(
   const claims = readTokenClaims(token);
   const issuedAtMs = claims?.issuedAtMs ?? op.now();
   const expiresAtMs = claims?.expiresAtMs ?? op.now() + policy.expirationSeconds * 1000;
-  const issued = tokenRecord(anchorName, issuedAtMs, expiresAtMs, policy.renewBeforeMs);
+  const issued = tokenRecord(anchorName, issuedAtMs, expiresAtMs, policy.renewBeforeMs, tokenDigest(token));
   try {
     await writeToken(op, client, tier.metadata.name, { token, issued, policy }, secret);
   } catch (err) {
@@ -67,7 +67,8 @@ export async function mintToken(
     await op.kube.delete(SECRETS, account.namespace, anchorName).catch(() => undefined);
     throw err;
   }
-  return { issued, claims };
+  // What the Secret now holds, as the cache will show it: its digest included.
+  return { issued, claims: claims === undefined ? undefined : { ...claims, digest: issued.digest } };
 }
 
 /** The anchor a refused attempt of this client left, if it can carry this attempt's token. */

@@ -424,6 +424,7 @@ export interface IssuedToken {
   issuedAt: string;
   expiresAt: string;
   renewAt: string;
+  digest?: string;
 }
 
 export interface Client extends KObject {
