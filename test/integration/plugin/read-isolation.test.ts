@@ -165,6 +165,25 @@ describe('Events about a client that tokenwarden did not report', () => {
     });
     expect(core.code, core.body.message).toBe(403);
     expect(core.body.message).toContain('tokenwarden-operator-events');
+    // Nor through the older source.component alone (what `kubectl describe` shows as "From"). Its
+    // events.k8s.io/v1 spelling, deprecatedSource, the API server itself refuses on create.
+    const bySource = await mallory.post(`/api/v1/namespaces/${sharedNs}/events`, {
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { name: 'alice-nb.source-as-operator', namespace: sharedNs },
+      involvedObject: { apiVersion: API_VERSION, kind: 'ServiceAccountClient', namespace: sharedNs, name: 'alice-nb', uid: client.metadata.uid },
+      reason: 'Issued',
+      message: 'token issued',
+      type: 'Normal',
+      source: { component: 'tokenwarden.io/operator' },
+    });
+    expect(bySource.code, bySource.body.message).toBe(403);
+    expect(bySource.body.message).toContain('tokenwarden-operator-events');
+    const byDeprecatedSource = await mallory.post(eventsPath, {
+      ...event('alice-nb.deprecated-source-as-operator', 'mallory.example.com/forger'),
+      deprecatedSource: { component: 'tokenwarden.io/operator' },
+    });
+    expect(byDeprecatedSource.code, byDeprecatedSource.body.message).toBe(422);
 
     const status = await as(ALICE, sharedNs, 'status', 'alice-nb');
     expect(status.code, status.stderr).toBe(0);
