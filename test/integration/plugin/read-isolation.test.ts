@@ -245,7 +245,7 @@ describe('control characters in what a tenant writes', () => {
   });
 
   it('what is admitted reaches status, list -o wide and kubectl get -o wide escaped', async () => {
-    // secretTemplate is not validated by the CRD: an annotation with escapes, a label the API server refuses.
+    // secretTemplate's content is not validated by the CRD (only its size): an annotation with escapes, a label the API server refuses.
     const alice = asUser(ALICE);
     const created = await alice.create(R.client, sharedNs, clientBody(sharedNs, 'ctl-template', {
       subject: { user: ALICE },
