@@ -46,12 +46,46 @@ export const ClientTokenRequest = z
   });
 export type ClientTokenRequest = z.infer<typeof ClientTokenRequest>;
 
+/**
+ * Bounds of a secretTemplate. The operator keeps every client's spec in memory, so a template's size
+ * is what a tenant can make the operator hold per client: at most 64 labels and 64 annotations, keys
+ * within Kubernetes' own limit (a 253-character prefix, a slash, a 63-character name), label values
+ * within Kubernetes' 63, annotation values at most 4 KiB each and 8 KiB together. That is under
+ * 60,000 characters per client, where unbounded a tenant's few clients exhausted the operator's heap.
+ */
+export const SECRET_TEMPLATE_LIMITS = { entries: 64, keyChars: 317, labelValueChars: 63, annotationValueChars: 4096, annotationTotalChars: 8192 } as const;
+
+const L = SECRET_TEMPLATE_LIMITS;
+/** Keys of a template map: the record's key schema does not reach the CRD (no propertyNames there), so CEL checks them. */
+const templateKeysRule = { rule: `self.all(k, k.size() <= ${L.keyChars})`, message: `keys must be at most ${L.keyChars} characters` };
+const templateMap = (valueChars: number) =>
+  z
+    .record(z.string().max(L.keyChars), z.string().max(valueChars))
+    .refine((m) => Object.keys(m).length <= L.entries, { message: `at most ${L.entries} entries` });
+
 /** Extra labels and annotations for the client's Secret. */
 export const SecretTemplate = z.object({
-  /** Labels added to the Secret. */
-  labels: z.record(z.string(), z.string()).optional(),
-  /** Annotations added to the Secret. */
-  annotations: z.record(z.string(), z.string()).optional(),
+  /** Labels added to the Secret: at most 64, keys at most 317 characters (prefix/name), values at most 63, as Kubernetes allows. */
+  labels: templateMap(L.labelValueChars)
+    .meta({ maxProperties: L.entries, 'x-kubernetes-validations': [templateKeysRule] })
+    .optional(),
+  /**
+   * Annotations added to the Secret: at most 64, keys at most 317 characters, each value at most 4 KiB and all values
+   * together at most 8 KiB (the operator keeps every client's template in memory; Kubernetes' own 256 KiB per object
+   * would let a few clients exhaust it).
+   */
+  annotations: templateMap(L.annotationValueChars)
+    .refine((m) => Object.values(m).reduce((n, v) => n + v.length, 0) <= L.annotationTotalChars, {
+      message: `annotation values must total at most ${L.annotationTotalChars} characters`,
+    })
+    .meta({
+      maxProperties: L.entries,
+      'x-kubernetes-validations': [
+        templateKeysRule,
+        { rule: `self.map(k, self[k].size()).sum() <= ${L.annotationTotalChars}`, message: `annotation values must total at most ${L.annotationTotalChars} characters` },
+      ],
+    })
+    .optional(),
 });
 export type SecretTemplate = z.infer<typeof SecretTemplate>;
 

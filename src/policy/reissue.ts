@@ -1,4 +1,5 @@
 import type { IssuedToken } from '../api/index.ts';
+import { quoteShort } from './text.ts';
 import type { TokenClaims } from './token-claims.ts';
 import { holdsIssuedToken } from './token-record.ts';
 
@@ -183,8 +184,9 @@ const CHECKS: [ReissueReason, Check][] = [
     'RenewalRequested',
     (input) => {
       const dueAt = renewRequestDueAt(input);
+      // The annotation is anyone's free text (a co-editor's too): quoted and cut short, never read as the operator's words.
       return dueAt !== undefined && input.now >= dueAt
-        ? { message: `renewal requested (${RENEW_REQUESTED_AT_ANNOTATION}: ${input.renewRequested})`, revokeEarlierTokens: false, repair: false }
+        ? { message: `renewal requested (${RENEW_REQUESTED_AT_ANNOTATION}: ${quoteShort(input.renewRequested ?? '')})`, revokeEarlierTokens: false, repair: false }
         : undefined;
     },
   ],

