@@ -51,7 +51,12 @@ describe('a co-editor tampering with alice client Secret', () => {
 
     const after = await waitForClientReady(ns, 'alice-svc3', {
       timeoutMs: 15_000,
-      extra: (ct) => ct.secret !== null && ct.secret.metadata.uid !== before.secret?.metadata.uid && (ct.secret as Secret & { immutable?: boolean }).immutable !== true,
+      // A new, mutable Secret, and the new token's record in status (written just after it).
+      extra: (ct) =>
+        ct.secret !== null &&
+        ct.secret.metadata.uid !== before.secret?.metadata.uid &&
+        (ct.secret as Secret & { immutable?: boolean }).immutable !== true &&
+        ct.client.status?.tokens?.[0]?.id !== before.client.status?.tokens?.[0]?.id,
       description: 'alice-svc3-token replaced by a mutable Secret',
     });
     await expectWorking(after.token, 'the token in the replaced Secret');
@@ -77,8 +82,9 @@ describe('a co-editor tampering with alice client Secret', () => {
 
     const after = await waitForClientReady(ns, 'alice-sig', {
       timeoutMs: 15_000,
-      extra: (ct) => ct.token !== forged && ct.token !== before.token,
-      description: 'alice-sig-token repaired with a new token',
+      // The new token in the Secret, and its record in status (written just after it).
+      extra: (ct) => ct.token !== forged && ct.token !== before.token && ct.client.status?.tokens?.[0]?.digest !== before.client.status?.tokens?.[0]?.digest,
+      description: 'alice-sig-token repaired with a new token, recorded in status',
     });
     await expectWorking(after.token, 'the repaired token');
     // Repaired as a mismatch, within seconds, not as a renewal falling due.
